@@ -1,0 +1,171 @@
+// The readiness awaiters behind every operation of Async<T>: "try the syscall; on would-block,
+// wait for the source's next event and try again", with the readiness cache of
+// include/async_io/detail/reactor.hpp deciding whether a syscall is worth trying at all.
+#pragma once
+
+#include <async_io/detail/reactor.hpp>
+#include <async_io/detail/sys.hpp>
+#include <async_io/detail/wait.hpp>
+
+#include <cerrno>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace async_io::detail {
+
+inline bool would_block(std::ptrdiff_t r) noexcept {
+    return r == -EAGAIN || r == -EWOULDBLOCK;
+}
+
+/// Asks a TCP socket to report its remaining receive queue with every read (src/sys/tcp_inq.cpp);
+/// false where the OS cannot.
+ASYNC_IO_API bool enable_tcp_inq(native_handle_type fd) noexcept;
+/// recvmsg(2) on a socket with TCP_INQ enabled: bytes read or -errno; `*inq` receives the bytes
+/// still queued after the read, or -1 if unknown.
+ASYNC_IO_API std::ptrdiff_t sys_recv_inq(native_handle_type fd, std::span<std::byte> buf, int* inq) noexcept;
+
+/// An operation on a source. `Op` provides
+///   std::ptrdiff_t attempt() noexcept   // the syscall(s): >= 0 done, -errno failed or would block
+///   R finish(std::ptrdiff_t r)          // the awaiter's result (throws for errors)
+///   bool drained(std::ptrdiff_t r)      // the successful attempt emptied (or filled) the kernel
+///                                       // buffer: a fewer-bytes-than-asked transfer, or TCP_INQ
+///                                       // said 0 bytes are left
+///
+/// - Completes when `attempt` returns anything but would-block. It is tried at once if the
+///   direction may be ready, and after every event for that direction; would-block is never
+///   seen by the caller.
+/// - When `drained`, the ready bit is cleared (unless an event came meanwhile), so the next
+///   operation waits for the next event without a syscall.
+/// - The retry after a wake runs on the task's own thread (in `on_ready`), not on the reactor's.
+/// - Destroying the awaiting coroutine unlinks it from the source at once.
+template <class Op>
+class IoAwaiter {
+public:
+    IoAwaiter(Source* s, Direction d, Op op) noexcept(std::is_nothrow_move_constructible_v<Op>)
+        : s_(s), d_(d), op_(std::move(op)) {
+        node_.owner = this;
+        node_.on_ready = &on_ready;
+    }
+    IoAwaiter(const IoAwaiter&) = delete;
+    IoAwaiter& operator=(const IoAwaiter&) = delete;
+    ~IoAwaiter() {
+        if (linked_) source_unlink(*s_, d_, node_);
+    }
+
+    bool await_ready() noexcept { return try_op(); }
+    bool await_suspend(std::coroutine_handle<> h) noexcept {
+        node_.handle = h;
+        node_.task = &task_for_suspend();
+        return !wait_or_complete();
+    }
+    decltype(auto) await_resume() { return op_.finish(result_); }
+
+private:
+    struct Node : WaitNode {
+        IoAwaiter* owner = nullptr;
+    };
+
+    std::atomic<std::uint32_t>& word() noexcept { return s_->state[static_cast<unsigned>(d_)]; }
+
+    // Runs the operation if the direction may be ready; true when it completed.
+    bool try_op() noexcept {
+        auto& st = word();
+        for (;;) {
+            seen_ = st.load(std::memory_order_acquire);
+            if (!(seen_ & 1u)) return false;
+            result_ = op_.attempt();
+            if (!would_block(result_)) {
+                if (op_.drained(result_)) {
+                    std::uint32_t expected = seen_;  // drained: clear unless an event came meanwhile
+                    st.compare_exchange_strong(expected, seen_ & ~1u, std::memory_order_acq_rel);
+                }
+                return true;
+            }
+            if (st.compare_exchange_strong(seen_, seen_ & ~1u, std::memory_order_acq_rel)) {
+                seen_ &= ~1u;
+                return false;
+            }
+        }
+    }
+
+    // Links the node, or completes if an event arrived since try_op looked; true when completed.
+    bool wait_or_complete() noexcept {
+        for (;;) {
+            const int r = source_link(*s_, d_, node_, seen_);
+            if (r > 0) {
+                linked_ = true;
+                return false;
+            }
+            if (r < 0) {
+                result_ = r;
+                return true;
+            }
+            if (try_op()) return true;
+        }
+    }
+
+    static void on_ready(WaitNode* n) {
+        IoAwaiter* self = static_cast<Node*>(n)->owner;
+        self->linked_ = false;
+        if (self->try_op() || self->wait_or_complete()) self->node_.handle.resume();
+    }
+
+    Source* s_;
+    Direction d_;
+    bool linked_ = false;
+    std::uint32_t seen_ = 0;
+    std::ptrdiff_t result_ = 0;
+    Node node_;
+    Op op_;
+};
+
+/// `readable()`/`writable()`: completes once an event has reported the direction ready and no
+/// operation has seen would-block since (it may still be a false positive, as in async-io: the
+/// next operation must handle would-block, which the operations of Async<T> do). A new source
+/// has seen no event yet, so this waits for the first one (epoll reports the current state
+/// right after registration).
+class ReadyAwaiter {
+public:
+    ReadyAwaiter(Source* s, Direction d) noexcept : s_(s), d_(d) {}
+    ReadyAwaiter(const ReadyAwaiter&) = delete;
+    ReadyAwaiter& operator=(const ReadyAwaiter&) = delete;
+    ~ReadyAwaiter() {
+        if (linked_) source_unlink(*s_, d_, node_);
+    }
+    bool await_ready() noexcept {
+        seen_ = s_->state[static_cast<unsigned>(d_)].load(std::memory_order_acquire);
+        return (seen_ & 1u) && (seen_ >> 1) != 0;
+    }
+    bool await_suspend(std::coroutine_handle<> h) noexcept {
+        node_.handle = h;
+        node_.task = &task_for_suspend();
+        for (;;) {
+            const int r = source_link(*s_, d_, node_, seen_);
+            if (r > 0) {
+                linked_ = true;
+                return true;
+            }
+            if (r < 0) {
+                error_ = -r;
+                return false;
+            }
+            if (await_ready()) return false;
+        }
+    }
+    void await_resume() {
+        linked_ = false;
+        if (error_) throw_os_error(error_, d_ == Direction::read ? "readable" : "writable");
+    }
+
+private:
+    Source* s_;
+    Direction d_;
+    bool linked_ = false;
+    int error_ = 0;
+    std::uint32_t seen_ = 0;
+    WaitNode node_;
+};
+
+}  // namespace async_io::detail

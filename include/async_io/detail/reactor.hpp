@@ -1,0 +1,71 @@
+// The part of the reactor (src/reactor.cpp) that the inline awaitables in the public headers
+// need: I/O sources with their per-direction readiness cache and waiter lists, and timer entries.
+// Users never touch these types directly.
+#pragma once
+
+#include <async_io/detail/export.hpp>
+#include <async_io/detail/wait.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace async_io::detail {
+
+enum class Direction : std::uint8_t { read = 0, write = 1 };
+
+/// One registered fd. Created by `Reactor::add_source` (registered once, edge-triggered for both
+/// directions where the backend can; see DESIGN.md "Readiness at the limit"), owned by the
+/// `Async<T>` that wraps the fd, destroyed by `Reactor::remove_source`.
+///
+/// Readiness cache, one word per direction: bit 0 = "may be ready", the rest = an event tick that
+/// the reactor bumps on every event for that direction. An operation whose bit is set tries its
+/// syscall; on would-block it clears the bit only if the word is unchanged since it read it (a
+/// compare-exchange, no lock), so an event that arrives during the syscall is never lost. A
+/// waiter links itself only if the word is still what it last saw, under `lock`; the reactor
+/// bumps the word and takes the waiters under the same lock.
+struct Source {
+    int fd = -1;
+    std::uint64_t key = 0;
+    SpinLock lock;                 ///< guards waiters and armed
+    WaitList waiters[2];           ///< per Direction; any number of waiters each
+    std::atomic<std::uint32_t> state[2] = {1u, 1u};  ///< per Direction: tick << 1 | maybe-ready
+    std::uint8_t armed = 0;        ///< oneshot backends: interest currently armed (bit per Direction)
+};
+
+/// Registers `fd` with the reactor (creating the reactor on first use). Throws
+/// std::system_error naming the problem: "regular files cannot be polled" (EPERM), EEXIST for an
+/// fd that another Source already holds (which keeps working), EBADF for a closed fd.
+ASYNC_IO_API Source* add_source(int fd);
+/// Deregisters and frees `s`. No waiter may be linked (their awaiters hold a reference to the
+/// owning Async). Never throws (a fd closed behind the library's back is tolerated).
+ASYNC_IO_API void remove_source(Source* s) noexcept;
+
+/// Links `n` (whose task and handle are set) as a waiter of `s` in direction `d` and returns 1,
+/// unless the readiness word changed from `seen` (an event arrived): then returns 0 and links
+/// nothing. Arms the direction on backends without edge mode; if that fails, returns -errno.
+ASYNC_IO_API int source_link(Source& s, Direction d, WaitNode& n, std::uint32_t seen) noexcept;
+/// The cancel half: unlinks `n` if it is linked in `s`, else removes it from its task's ready
+/// list. Only the thread that runs `n`'s task.
+ASYNC_IO_API void source_unlink(Source& s, Direction d, WaitNode& n) noexcept;
+
+/// A pending timer: lives in the awaiting frame, linked into the reactor's timer heap while it
+/// waits. `heap_index` is the reactor's (guarded by its timer lock).
+struct TimerEntry {
+    std::chrono::steady_clock::time_point deadline;
+    std::size_t heap_index = static_cast<std::size_t>(-1);
+    WaitNode node;
+};
+
+/// Adds `e` (deadline, node.task and node.handle set) to the timer heap; it is woken once the
+/// deadline has passed. Interrupts a driver sleeping past the new deadline.
+ASYNC_IO_API void timer_insert(TimerEntry& e);
+/// The cancel half: removes `e` from the heap, or, if it already fired, from its task's ready
+/// list. Only the thread that runs `e`'s task. Costs O(log n) and leaves nothing behind.
+ASYNC_IO_API void timer_remove(TimerEntry& e) noexcept;
+/// Changes the deadline of a waiting `e` (re-arms it if it already fired but was not resumed).
+/// Only the thread that runs `e`'s task.
+ASYNC_IO_API void timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point deadline);
+
+}  // namespace async_io::detail

@@ -1,0 +1,281 @@
+// Executors: LocalExecutor and the thread-safe Executor, spawn and JoinHandle.
+#pragma once
+
+#include <async_io/combinators.hpp>
+#include <async_io/detail/awaitable.hpp>
+#include <async_io/detail/export.hpp>
+#include <async_io/detail/wait.hpp>
+#include <async_io/task.hpp>
+
+#include <atomic>
+#include <coroutine>
+#include <cstddef>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+namespace async_io {
+
+template <class T>
+class JoinHandle;
+
+namespace detail {
+
+class ExecutorState;
+
+/// One spawned task: its scheduling core, its root frame (the spawned Task's own), and the state
+/// its JoinHandle and its executor share. See src/executor.cpp for the protocol.
+///
+/// Lifetime: reference counted; the executor's list of live tasks, a queue entry, and the
+/// JoinHandle each hold a reference. The frame is destroyed exactly once: by the runner after
+/// the task completed and nobody wants the result, by the JoinHandle after it took the result,
+/// or on cancellation (JoinHandle destroyed, executor destroyed).
+class ASYNC_IO_API Spawned : public TaskCore {
+public:
+    Spawned(ExecutorState& ex, std::coroutine_handle<> frame) noexcept;
+    Spawned(const Spawned&) = delete;
+    Spawned& operator=(const Spawned&) = delete;
+
+    void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept;
+
+    // JoinHandle side (any thread).
+    /// True if completed; else links `n` to be woken at completion (false).
+    bool join_or_link(WaitNode& n);
+    void join_unlink(WaitNode& n) noexcept;
+    bool cancelled() const noexcept { return cancelled_; }  // after a completed join only
+    /// Destroys the frame if the task is idle or done, or asks its runner to (JoinHandle's
+    /// destructor, Executor's destructor).
+    void cancel() noexcept;
+    /// The executor is being destroyed: destroy the frame (if not done) and fail the join.
+    void cancel_by_executor() noexcept;
+    void detach() noexcept;
+    /// After join: destroy the frame (the result was taken).
+    void finish_join() noexcept;
+
+    // Runner side.
+    /// Runs the task on this thread; returns true if it must be queued again (it stays queued).
+    bool run_step(unsigned budget);
+
+    std::coroutine_handle<> frame() const noexcept { return frame_; }
+
+    Spawned* prev_live = nullptr;  // the executor's list of live tasks (its lock)
+    Spawned* next_live = nullptr;
+    Spawned* next_queued = nullptr;  // the executor's run queue (its lock)
+    bool in_live_list = false;       // the executor's lock
+    WaitNode start_node;             // its first resumption, queued by spawn
+
+private:
+    ~Spawned() = default;
+    void destroy_frame() noexcept;   // once; then unlinks from the executor's live list
+    void complete() noexcept;        // the frame finished: wake the joiner, maybe destroy
+
+    ExecutorState& ex_;
+    std::coroutine_handle<> frame_;
+    std::atomic<int> refs_{1};  // the live list's
+    SpinLock st_;               // guards the fields below
+    bool running_ = false;      // a thread is running it (or destroying its frame)
+    bool completed_ = false;
+    bool cancelled_ = false;
+    bool handle_gone_ = false;  // detached or the JoinHandle destroyed
+    bool frame_gone_ = false;
+    WaitNode* joiner_ = nullptr;
+};
+
+/// The state of an executor, shared by LocalExecutor and Executor: the run queue, the sleeping
+/// run loops, and the live tasks. Thread-safe (a task may be woken from any thread).
+class ASYNC_IO_API ExecutorState final : public Runner {
+public:
+    ExecutorState() = default;
+    ExecutorState(const ExecutorState&) = delete;
+    ExecutorState& operator=(const ExecutorState&) = delete;
+    ~ExecutorState();  // cancels every live task
+
+    Spawned* spawn(std::coroutine_handle<> frame);
+    void schedule(TaskCore& t) noexcept override;
+
+    /// Runs up to `max` queued tasks on this thread; returns how many it ran.
+    std::size_t tick(std::size_t max);
+    bool empty_queue();
+    bool idle();  // no live task
+
+    /// Suspends the run loop until the queue is not empty.
+    class WaitForWork {
+    public:
+        explicit WaitForWork(ExecutorState& ex) noexcept : ex_(ex) {}
+        WaitForWork(const WaitForWork&) = delete;
+        WaitForWork& operator=(const WaitForWork&) = delete;
+        ~WaitForWork();
+        bool await_ready() { return !ex_.empty_queue(); }
+        bool await_suspend(std::coroutine_handle<> h);
+        void await_resume() noexcept {}
+
+    private:
+        ExecutorState& ex_;
+        WaitNode node_;
+        bool linked_ = false;
+    };
+
+    Task<void> run_loop();
+
+    void unlink_live(Spawned& t) noexcept;
+    /// Appends `t` (whose reference the queue takes over) and wakes a sleeping run loop.
+    void enqueue(Spawned& t) noexcept;
+
+private:
+    friend class WaitForWork;
+    SpinLock lock_;
+    Spawned* queue_head_ = nullptr;
+    Spawned* queue_tail_ = nullptr;
+    WaitList sleepers_;
+    Spawned* live_ = nullptr;
+    std::size_t live_count_ = 0;
+};
+
+/// The common interface of LocalExecutor and Executor.
+template <class Derived>
+class ExecutorBase {
+public:
+    /// Starts `task` on this executor and returns the handle to its result.
+    ///
+    /// - The task first runs when a thread runs the executor (`run`), never inline in spawn.
+    /// - It is resumed only by threads running this executor, one thread at a time.
+    /// - Any thread may call spawn, also from inside a task of this or another executor.
+    template <class T>
+    JoinHandle<T> spawn(Task<T> task) {
+        auto h = task.release();
+        Spawned* s = state_->spawn(h);
+        return JoinHandle<T>(s, h);
+    }
+
+    /// Runs the executor's tasks on the calling thread until `aw` completes, then yields its
+    /// result (or rethrows). Use it as `block_on(ex.run(main()))`; several threads may do so at
+    /// once for an Executor. Tasks still pending when `aw` completes stay in the executor.
+    /// While the queue is empty, the thread waits for a task to wake (driving the reactor from
+    /// its `block_on` if nobody else does). After every 64 tasks it lets the reactor poll for
+    /// I/O, so that always-ready tasks cannot starve I/O and timers.
+    template <class A>
+        requires awaitable<A&&>
+    Task<await_result_t<A&&>> run(A&& aw) {
+        using R = await_result_t<A&&>;
+        auto r = co_await race(std::forward<A>(aw), state_->run_loop());
+        if constexpr (std::is_void_v<R>) {
+            co_return;
+        } else if constexpr (std::is_reference_v<R>) {
+            co_return std::get<0>(r).get();
+        } else {
+            co_return std::move(std::get<0>(r));
+        }
+    }
+
+    /// Runs one queued task step if there is one; true if it ran one. For user-written loops.
+    bool try_tick() { return state_->tick(1) != 0; }
+    /// True if no spawned task is alive (all completed or cancelled).
+    bool is_empty() { return state_->idle(); }
+
+protected:
+    ExecutorBase() : state_(std::make_unique<ExecutorState>()) {}
+    std::unique_ptr<ExecutorState> state_;
+};
+
+}  // namespace detail
+
+/// The handle to a spawned task's result.
+///
+/// - `co_await handle` completes when the task finishes and yields its result or rethrows its
+///   exception; it throws std::system_error(std::errc::operation_canceled) if the task was
+///   cancelled (its executor was destroyed). Awaiting resumes the awaiter on its own runner.
+/// - Destroying a JoinHandle cancels the task: its frames are destroyed at once if no thread is
+///   running it (their awaiters deregister synchronously), or by its runner as soon as it next
+///   suspends. `detach()` lets the task run on; its result is then discarded.
+/// - Destroying the coroutine that awaits a handle unlinks it at once (the task runs on).
+template <class T>
+class [[nodiscard]] JoinHandle {
+public:
+    JoinHandle() noexcept = default;
+    JoinHandle(JoinHandle&& o) noexcept : s_(std::exchange(o.s_, nullptr)), h_(o.h_) {}
+    JoinHandle& operator=(JoinHandle&& o) noexcept {
+        if (this != &o) {
+            reset();
+            s_ = std::exchange(o.s_, nullptr);
+            h_ = o.h_;
+        }
+        return *this;
+    }
+    ~JoinHandle() { reset(); }
+
+    /// Lets the task run to completion without a handle.
+    void detach() noexcept {
+        if (s_) std::exchange(s_, nullptr)->detach();
+    }
+    explicit operator bool() const noexcept { return s_ != nullptr; }
+
+    class Awaiter {
+    public:
+        explicit Awaiter(JoinHandle& j) noexcept : j_(j) {}
+        Awaiter(const Awaiter&) = delete;
+        Awaiter& operator=(const Awaiter&) = delete;
+        ~Awaiter() {
+            if (linked_) j_.s_->join_unlink(node_);
+        }
+        bool await_ready() const noexcept { return false; }
+        bool await_suspend(std::coroutine_handle<> h) {
+            node_.handle = h;
+            node_.task = &detail::task_for_suspend();
+            if (j_.s_->join_or_link(node_)) return false;
+            linked_ = true;
+            return true;
+        }
+        T await_resume() {
+            linked_ = false;
+            detail::Spawned* s = std::exchange(j_.s_, nullptr);
+            struct Finish {
+                detail::Spawned* s;
+                ~Finish() { s->finish_join(); }
+            } finish{s};
+            if (s->cancelled())
+                throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                                        "JoinHandle: the task was cancelled");
+            return j_.h_.promise().take();
+        }
+
+    private:
+        JoinHandle& j_;
+        detail::WaitNode node_;
+        bool linked_ = false;
+    };
+    /// Await the result (once).
+    Awaiter operator co_await() & noexcept { return Awaiter{*this}; }
+    Awaiter operator co_await() && noexcept { return Awaiter{*this}; }
+
+private:
+    template <class>
+    friend class detail::ExecutorBase;
+    JoinHandle(detail::Spawned* s, typename Task<T>::handle_type h) noexcept : s_(s), h_(h) {}
+    void reset() noexcept {
+        if (s_) std::exchange(s_, nullptr)->cancel();
+    }
+
+    detail::Spawned* s_ = nullptr;
+    typename Task<T>::handle_type h_;
+};
+
+/// An executor whose tasks run on the one thread that runs it (`block_on(ex.run(...))`); wakes
+/// may come from any thread. Destroying it destroys every task it still holds (cancelling them);
+/// do that on the thread that ran it, when it is not running.
+class LocalExecutor : public detail::ExecutorBase<LocalExecutor> {
+public:
+    LocalExecutor() = default;
+};
+
+/// A thread-safe executor: `spawn` from any thread; `run` from any number of threads at once,
+/// each of which runs tasks from the shared queue and drives the reactor from its `block_on`
+/// when it can (as smol's executor does with async-io). A task runs on one thread at a time and
+/// only on threads running this executor. Destroying it destroys every task it still holds; do
+/// that when no thread runs it.
+class Executor : public detail::ExecutorBase<Executor> {
+public:
+    Executor() = default;
+};
+
+}  // namespace async_io
