@@ -22,11 +22,13 @@ Interest interest_of(std::uint8_t armed) noexcept {
     return Interest{(armed & bit(Direction::read)) != 0, (armed & bit(Direction::write)) != 0};
 }
 
-// Marks a direction ready and moves its tick: the compare-exchange of an operation that saw the
-// old word (and is about to clear the ready bit) then fails, so this event is never lost.
-void bump(std::atomic<std::uint32_t>& st) noexcept {
+// Marks a direction ready (and closed, for good, if `closed`) and moves its tick: the
+// compare-exchange of an operation that saw the old word (and is about to clear the ready bit)
+// then fails, so this event is never lost.
+void bump(std::atomic<std::uint32_t>& st, bool closed) noexcept {
+    const std::uint32_t set = state_ready | (closed ? state_closed : 0u);
     std::uint32_t old = st.load(std::memory_order_relaxed);
-    while (!st.compare_exchange_weak(old, (old + 2u) | 1u, std::memory_order_acq_rel,
+    while (!st.compare_exchange_weak(old, (old + state_tick) | set, std::memory_order_acq_rel,
                                      std::memory_order_relaxed)) {
     }
 }
@@ -153,7 +155,7 @@ void Reactor::rearm(Source& s) noexcept {
     } catch (const std::system_error&) {
         // The fd is gone: wake the waiters so that their operation runs and reports the error.
         for (unsigned i = 0; i < 2; ++i) {
-            bump(s.state[i]);
+            bump(s.state[i], true);
             while (WaitNode* n = s.waiters[i].pop_front()) n->task->wake(*n);
         }
     }
@@ -169,10 +171,11 @@ void Reactor::dispatch(std::size_t count) noexcept {
         Source& s = *slots_[idx].source;
         s.lock.lock();
         if (!edge_) s.armed = 0;  // a oneshot registration disarms itself when it reports
-        const bool ready[2] = {ev.readable, ev.writable};
+        const bool ready[2] = {ev.readable || ev.read_closed, ev.writable || ev.write_closed};
+        const bool closed[2] = {ev.read_closed, ev.write_closed};
         for (unsigned i = 0; i < 2; ++i) {
             if (!ready[i]) continue;
-            bump(s.state[i]);
+            bump(s.state[i], closed[i]);
             while (WaitNode* n = s.waiters[i].pop_front()) n->task->wake(*n);
         }
         if (!edge_) rearm(s);

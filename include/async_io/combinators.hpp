@@ -368,8 +368,9 @@ Task<detail::await_result_t<A&&>> timeout(std::chrono::duration<Rep, Period> d, 
 class yield_now {
 public:
     yield_now() noexcept = default;
-    yield_now(const yield_now&) = delete;
-    yield_now& operator=(const yield_now&) = delete;
+    /// Movable until awaited (so that it can be handed to race/when_all).
+    yield_now(yield_now&&) noexcept {}
+    yield_now& operator=(yield_now&&) = delete;
     ~yield_now() {
         if (node_.task) node_.task->cancel_ready(node_);
     }

@@ -8,6 +8,19 @@
 #include <utility>
 #include <variant>
 
+// GCC does not compile symmetric transfer (an await_suspend returning a coroutine_handle) to a
+// guaranteed tail call: at -O0 every transfer is a nested call, so a loop that awaits a million
+// tasks which complete synchronously overflows the stack (GCC PR 100897; Clang emits musttail at
+// every level). With GCC, Task therefore starts the awaited task with a plain call and, if it
+// completed during that call, continues the awaiting coroutine without suspending it; only an
+// asynchronous completion transfers back. tests/task.cpp ("a million sequential awaits...")
+// guards it, and the dev and asan presets build at -O0/-O1.
+#if defined(__GNUC__) && !defined(__clang__)
+#define ASYNC_IO_TASK_INLINE_START 1
+#else
+#define ASYNC_IO_TASK_INLINE_START 0
+#endif
+
 namespace async_io {
 
 template <class T = void>
@@ -15,23 +28,37 @@ class Task;
 
 namespace detail {
 
+struct TaskPromiseBase;
+
 struct TaskFinalAwaiter {
     bool await_ready() const noexcept { return false; }
     template <class P>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-        // Symmetric transfer back to whoever awaited this task: no stack growth however long the
-        // chain of synchronously completing tasks is.
-        auto c = h.promise().continuation_;
-        return c ? c : std::noop_coroutine();
-    }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept;
     void await_resume() const noexcept {}
 };
 
 struct TaskPromiseBase {
     std::coroutine_handle<> continuation_;
+#if ASYNC_IO_TASK_INLINE_START
+    enum class Start : unsigned char { idle, starting, completed_inline };
+    Start start_ = Start::idle;
+#endif
     std::suspend_always initial_suspend() const noexcept { return {}; }
     TaskFinalAwaiter final_suspend() const noexcept { return {}; }
 };
+
+template <class P>
+std::coroutine_handle<> TaskFinalAwaiter::await_suspend(std::coroutine_handle<P> h) noexcept {
+    TaskPromiseBase& p = h.promise();
+#if ASYNC_IO_TASK_INLINE_START
+    if (p.start_ == TaskPromiseBase::Start::starting) {
+        p.start_ = TaskPromiseBase::Start::completed_inline;
+        return std::noop_coroutine();  // back into Task::Awaiter::await_suspend
+    }
+#endif
+    // Symmetric transfer back to whoever awaited this task.
+    return p.continuation_ ? p.continuation_ : std::noop_coroutine();
+}
 
 template <class T>
 struct TaskPromise : TaskPromiseBase {
@@ -118,10 +145,22 @@ public:
     struct Awaiter {
         handle_type h;
         bool await_ready() const noexcept { return !h || h.done(); }
+#if ASYNC_IO_TASK_INLINE_START
+        bool await_suspend(std::coroutine_handle<> awaiting) {
+            auto& p = h.promise();
+            p.continuation_ = awaiting;
+            p.start_ = detail::TaskPromiseBase::Start::starting;
+            h.resume();
+            const bool inline_done = p.start_ == detail::TaskPromiseBase::Start::completed_inline;
+            p.start_ = detail::TaskPromiseBase::Start::idle;
+            return !inline_done;
+        }
+#else
         std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
             h.promise().continuation_ = awaiting;
             return h;
         }
+#endif
         T await_resume() { return h.promise().take(); }
     };
     Awaiter operator co_await() const& noexcept { return Awaiter{h_}; }

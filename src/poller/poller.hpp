@@ -52,10 +52,16 @@ struct Interest {
 };
 
 /// One readiness event: the key given at registration, and the directions that are ready.
+/// `read_closed`/`write_closed` say that the direction is finished for good (the peer shut down
+/// its writing side: EPOLLRDHUP; hang-up: EPOLLHUP/POLLHUP; an error is pending: EPOLLERR/POLLERR):
+/// every later operation in that direction returns at once (EOF or the error), so the reactor
+/// keeps that direction ready from then on. They imply readable/writable respectively.
 struct PollEvent {
     std::uint64_t key = 0;
     bool readable = false;
     bool writable = false;
+    bool read_closed = false;
+    bool write_closed = false;
 };
 
 /// The polling interface. Every method throws std::system_error on an OS error, with a message

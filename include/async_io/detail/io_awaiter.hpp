@@ -74,17 +74,17 @@ private:
         auto& st = word();
         for (;;) {
             seen_ = st.load(std::memory_order_acquire);
-            if (!(seen_ & 1u)) return false;
+            if (!(seen_ & (state_ready | state_closed))) return false;
             result_ = op_.attempt();
             if (!would_block(result_)) {
                 if (op_.drained(result_)) {
                     std::uint32_t expected = seen_;  // drained: clear unless an event came meanwhile
-                    st.compare_exchange_strong(expected, seen_ & ~1u, std::memory_order_acq_rel);
+                    st.compare_exchange_strong(expected, seen_ & ~state_ready, std::memory_order_acq_rel);
                 }
                 return true;
             }
-            if (st.compare_exchange_strong(seen_, seen_ & ~1u, std::memory_order_acq_rel)) {
-                seen_ &= ~1u;
+            if (st.compare_exchange_strong(seen_, seen_ & ~state_ready, std::memory_order_acq_rel)) {
+                seen_ &= ~state_ready;
                 return false;
             }
         }
@@ -136,7 +136,7 @@ public:
     }
     bool await_ready() noexcept {
         seen_ = s_->state[static_cast<unsigned>(d_)].load(std::memory_order_acquire);
-        return (seen_ & 1u) && (seen_ >> 1) != 0;
+        return (seen_ & state_closed) || ((seen_ & state_ready) && seen_ >= state_tick);
     }
     bool await_suspend(std::coroutine_handle<> h) noexcept {
         node_.handle = h;

@@ -15,22 +15,29 @@ namespace async_io::detail {
 
 enum class Direction : std::uint8_t { read = 0, write = 1 };
 
+/// Bits of Source::state.
+inline constexpr std::uint32_t state_ready = 1u;
+inline constexpr std::uint32_t state_closed = 2u;
+inline constexpr std::uint32_t state_tick = 4u;  ///< one tick
+
 /// One registered fd. Created by `Reactor::add_source` (registered once, edge-triggered for both
 /// directions where the backend can; see DESIGN.md "Readiness at the limit"), owned by the
 /// `Async<T>` that wraps the fd, destroyed by `Reactor::remove_source`.
 ///
-/// Readiness cache, one word per direction: bit 0 = "may be ready", the rest = an event tick that
-/// the reactor bumps on every event for that direction. An operation whose bit is set tries its
-/// syscall; on would-block it clears the bit only if the word is unchanged since it read it (a
-/// compare-exchange, no lock), so an event that arrives during the syscall is never lost. A
-/// waiter links itself only if the word is still what it last saw, under `lock`; the reactor
-/// bumps the word and takes the waiters under the same lock.
+/// Readiness cache, one word per direction: bit 0 = "may be ready", bit 1 = "closed" (the peer
+/// hung up or an error is pending: sticky, since no further edge would ever report it), the rest
+/// = an event tick that the reactor bumps on every event for that direction. An operation tries
+/// its syscall if bit 0 or bit 1 is set; on would-block (or after draining the kernel buffer) it
+/// clears bit 0 only if the word is unchanged since it read it (a compare-exchange, no lock), so
+/// an event that arrives during the syscall is never lost. A waiter links itself only if the word
+/// is still what it last saw, under `lock`; the reactor bumps the word and takes the waiters
+/// under the same lock.
 struct Source {
     int fd = -1;
     std::uint64_t key = 0;
     SpinLock lock;                 ///< guards waiters and armed
     WaitList waiters[2];           ///< per Direction; any number of waiters each
-    std::atomic<std::uint32_t> state[2] = {1u, 1u};  ///< per Direction: tick << 1 | maybe-ready
+    std::atomic<std::uint32_t> state[2] = {1u, 1u};  ///< per Direction: tick << 2 | closed << 1 | maybe-ready
     std::uint8_t armed = 0;        ///< oneshot backends: interest currently armed (bit per Direction)
 };
 
