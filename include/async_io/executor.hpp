@@ -222,9 +222,10 @@ public:
         bool await_suspend(std::coroutine_handle<> h) {
             node_.handle = h;
             node_.task = &detail::task_for_suspend();
-            if (j_.s_->join_or_link(node_)) return false;
-            linked_ = true;
-            return true;
+            linked_ = true;  // before linking: once linked, the coroutine may run elsewhere
+            if (!j_.s_->join_or_link(node_)) return true;
+            linked_ = false;
+            return false;
         }
         T await_resume() {
             linked_ = false;

@@ -179,10 +179,13 @@ public:
 
 private:
     friend class Timer;
+    // Everything this awaiter writes is written before the entry is linked: once it is, the
+    // coroutine may be resumed on another thread (a coroutine that no runner of ours drives is
+    // resumed on the async-io thread) before await_suspend has even returned.
     void arm(time_point deadline) {
         entry_.deadline = deadline;
-        detail::timer_insert(entry_);
         armed_ = true;
+        detail::timer_insert(entry_);
     }
     // Timer::set_* while this awaiter waits.
     void reset(std::optional<time_point> deadline) {

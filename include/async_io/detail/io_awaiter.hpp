@@ -11,6 +11,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 namespace async_io::detail {
@@ -48,8 +49,13 @@ public:
         node_.owner = this;
         node_.on_ready = &on_ready;
     }
-    IoAwaiter(const IoAwaiter&) = delete;
-    IoAwaiter& operator=(const IoAwaiter&) = delete;
+    /// Movable until awaited (so that race/when_all/timeout can hold it).
+    IoAwaiter(IoAwaiter&& o) noexcept(std::is_nothrow_move_constructible_v<Op>)
+        : s_(o.s_), d_(o.d_), op_(std::move(o.op_)) {
+        node_.owner = this;
+        node_.on_ready = &on_ready;
+    }
+    IoAwaiter& operator=(IoAwaiter&&) = delete;
     ~IoAwaiter() {
         if (linked_) source_unlink(*s_, d_, node_);
     }
@@ -91,13 +97,13 @@ private:
     }
 
     // Links the node, or completes if an event arrived since try_op looked; true when completed.
+    // `linked_` is set before linking: once linked, the coroutine may be resumed elsewhere.
     bool wait_or_complete() noexcept {
         for (;;) {
+            linked_ = true;
             const int r = source_link(*s_, d_, node_, seen_);
-            if (r > 0) {
-                linked_ = true;
-                return false;
-            }
+            if (r > 0) return false;
+            linked_ = false;
             if (r < 0) {
                 result_ = r;
                 return true;
@@ -129,8 +135,9 @@ private:
 class ReadyAwaiter {
 public:
     ReadyAwaiter(Source* s, Direction d) noexcept : s_(s), d_(d) {}
-    ReadyAwaiter(const ReadyAwaiter&) = delete;
-    ReadyAwaiter& operator=(const ReadyAwaiter&) = delete;
+    /// Movable until awaited.
+    ReadyAwaiter(ReadyAwaiter&& o) noexcept : s_(o.s_), d_(o.d_) {}
+    ReadyAwaiter& operator=(ReadyAwaiter&&) = delete;
     ~ReadyAwaiter() {
         if (linked_) source_unlink(*s_, d_, node_);
     }
@@ -142,11 +149,10 @@ public:
         node_.handle = h;
         node_.task = &task_for_suspend();
         for (;;) {
+            linked_ = true;  // before linking: once linked, the coroutine may run elsewhere
             const int r = source_link(*s_, d_, node_, seen_);
-            if (r > 0) {
-                linked_ = true;
-                return true;
-            }
+            if (r > 0) return true;
+            linked_ = false;
             if (r < 0) {
                 error_ = -r;
                 return false;
