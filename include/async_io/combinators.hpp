@@ -345,22 +345,82 @@ template <class... A>
     return detail::WhenAllAwaiter<A...>(std::forward<A>(aws)...);
 }
 
+namespace detail {
+
+/// Holds the awaiter of an awaitable, built in place (awaiters need not be movable).
+template <class A>
+struct AwaiterHolder {
+    awaiter_t<A> awaiter;
+    explicit AwaiterHolder(A&& a) : awaiter(get_awaiter(std::forward<A>(a))) {}
+};
+
+/// An awaiter whose await_ready was already asked (and said no): awaiting it goes straight to
+/// the wrapped awaiter's await_suspend.
+template <class W>
+struct AlreadyNotReady {
+    W* w;
+    bool await_ready() const noexcept { return false; }
+    decltype(auto) await_suspend(std::coroutine_handle<> h) { return w->await_suspend(h); }
+    decltype(auto) await_resume() { return w->await_resume(); }
+};
+
+template <class A>
+class TimeoutAwaiter {
+public:
+    using result_type = await_result_t<A&&>;
+
+    TimeoutAwaiter(Timer::duration d, A&& a) : d_(d), aw_(std::forward<A>(a)) {}
+    TimeoutAwaiter(TimeoutAwaiter&& o) : d_(o.d_), aw_(std::forward<A>(o.aw_)) {}  // before awaited
+
+    // Fast path: an `aw` that completes at once needs no timer, no child coroutine, nothing.
+    bool await_ready() {
+        inner_.emplace(std::forward<A>(aw_));
+        return inner_->awaiter.await_ready();
+    }
+    bool await_suspend(std::coroutine_handle<> h) {
+        race_.emplace(Inner{&inner_->awaiter}, Timer::after(d_));
+        return race_->await_suspend(h);
+    }
+    result_type await_resume() {
+        if (!race_) return inner_->awaiter.await_resume();
+        auto r = race_->await_resume();
+        if (r.index() == 1) throw std::system_error(std::make_error_code(std::errc::timed_out), "timeout");
+        if constexpr (std::is_void_v<result_type>) {
+            return;
+        } else if constexpr (std::is_reference_v<result_type>) {
+            return std::get<0>(r).get();
+        } else {
+            return std::move(std::get<0>(r));
+        }
+    }
+
+private:
+    using Inner = AlreadyNotReady<std::remove_reference_t<awaiter_t<A>>>;
+    Timer::duration d_;
+    A aw_;  // a reference for an lvalue argument
+    std::optional<AwaiterHolder<A>> inner_;
+    std::optional<RaceAwaiter<Inner, Timer>> race_;  // destroyed first: cancels the children
+};
+
+}  // namespace detail
+
 /// Awaits `aw` for at most `d`: yields its result, or throws std::system_error equal to
-/// std::errc::timed_out once `d` has passed, after destroying (cancelling) `aw`. Built on race:
-/// an `aw` that finishes at once never arms the timer.
+/// std::errc::timed_out once `d` has passed, after destroying (cancelling) `aw`'s wait.
+///
+/// - If `aw` completes at once (its await_ready says so, e.g. a read whose data is already
+///   there), no timer is created or armed and nothing is allocated.
+/// - Otherwise it is `race(aw, Timer::after(d))`, the timer counted from that moment: never
+///   early. The loser is destroyed synchronously before the caller resumes.
+/// - The caller resumes on the thread that runs its task; destroying it cancels both.
 template <class Rep, class Period, class A>
     requires detail::awaitable<A&&>
-Task<detail::await_result_t<A&&>> timeout(std::chrono::duration<Rep, Period> d, A&& aw) {
-    using R = detail::await_result_t<A&&>;
-    auto r = co_await race(std::forward<A>(aw), Timer::after(d));
-    if (r.index() == 1) throw std::system_error(std::make_error_code(std::errc::timed_out), "timeout");
-    if constexpr (std::is_void_v<R>) {
-        co_return;
-    } else if constexpr (std::is_reference_v<R>) {
-        co_return std::get<0>(r).get();
-    } else {
-        co_return std::move(std::get<0>(r));
-    }
+[[nodiscard]] detail::TimeoutAwaiter<A> timeout(std::chrono::duration<Rep, Period> d, A&& aw) {
+    using D = std::chrono::duration<Rep, Period>;
+    // Saturate: a timeout too long to represent never expires (Timer::after overflows to never).
+    const Timer::duration dd = d >= std::chrono::duration_cast<D>(Timer::duration::max())
+                                   ? Timer::duration::max()
+                                   : std::chrono::ceil<Timer::duration>(d);
+    return detail::TimeoutAwaiter<A>(dd, std::forward<A>(aw));
 }
 
 /// Suspends the calling coroutine and lets its runner run other tasks and poll the reactor
