@@ -118,8 +118,10 @@ private:
     handle_type h_;
 };
 
+// The child owns its awaitable (A is a value type: moved in) or refers to the caller's
+// (A is an lvalue reference), so destroying a loser's child destroys whatever it was awaiting.
 template <class R, class A>
-Child<R> make_child(A&& a) {
+Child<R> make_child(A a) {
     if constexpr (std::is_void_v<R>) {
         co_await std::forward<A>(a);
     } else {
@@ -163,8 +165,9 @@ private:
     void start() {
         if constexpr (I < N) {
             using R = result_of_t<std::tuple_element_t<I, std::tuple<A...>>>;
+            using E = std::tuple_element_t<I, std::tuple<A...>>;
             auto& child = std::get<I>(children_);
-            child = make_child<R>(std::forward<std::tuple_element_t<I, std::tuple<A...>>>(std::get<I>(aws_)));
+            child = make_child<R, E>(std::forward<E>(std::get<I>(aws_)));
             child.promise().group = this;
             child.promise().index = I;
             child.handle().resume();
@@ -245,8 +248,9 @@ private:
     void start() {
         if constexpr (I < N) {
             using R = result_of_t<std::tuple_element_t<I, std::tuple<A...>>>;
+            using E = std::tuple_element_t<I, std::tuple<A...>>;
             auto& child = std::get<I>(children_);
-            child = make_child<R>(std::forward<std::tuple_element_t<I, std::tuple<A...>>>(std::get<I>(aws_)));
+            child = make_child<R, E>(std::forward<E>(std::get<I>(aws_)));
             child.promise().group = this;
             child.promise().index = I;
             ++pending_;
@@ -384,7 +388,13 @@ public:
     result_type await_resume() {
         if (!race_) return inner_->awaiter.await_resume();
         auto r = race_->await_resume();
-        if (r.index() == 1) throw std::system_error(std::make_error_code(std::errc::timed_out), "timeout");
+        race_.reset();
+        if (r.index() == 1) {
+            // Timed out: the inner wait lives here, not in the destroyed child. Deregister it
+            // now, before any code of the caller runs.
+            inner_.reset();
+            throw std::system_error(std::make_error_code(std::errc::timed_out), "timeout");
+        }
         if constexpr (std::is_void_v<result_type>) {
             return;
         } else if constexpr (std::is_reference_v<result_type>) {

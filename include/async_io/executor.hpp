@@ -1,6 +1,7 @@
 // Executors: LocalExecutor and the thread-safe Executor, spawn and JoinHandle.
 #pragma once
 
+#include <async_io/block_on.hpp>
 #include <async_io/combinators.hpp>
 #include <async_io/detail/awaitable.hpp>
 #include <async_io/detail/export.hpp>
@@ -20,6 +21,15 @@ template <class T>
 class JoinHandle;
 
 namespace detail {
+
+template <class R, class A>
+Task<R> owning_task(A aw) {
+    if constexpr (std::is_void_v<R>) {
+        co_await std::move(aw);
+    } else {
+        co_return co_await std::move(aw);
+    }
+}
 
 class ExecutorState;
 
@@ -146,6 +156,13 @@ public:
         auto h = task.release();
         Spawned* s = state_->spawn(h);
         return JoinHandle<T>(s, h);
+    }
+    /// Spawns any other awaitable (a Timer, `timeout(...)`, an I/O operation): it is moved into
+    /// a task of its own that awaits it.
+    template <class A>
+        requires(awaitable<A> && !std::is_reference_v<A> && !is_task<std::remove_cvref_t<A>>::value)
+    JoinHandle<await_result_t<A>> spawn(A aw) {
+        return spawn(owning_task<await_result_t<A>>(std::move(aw)));
     }
 
     /// Runs the executor's tasks on the calling thread until `aw` completes, then yields its

@@ -142,13 +142,25 @@ public:
     /// True if the coroutine ran to completion (its result is ready).
     bool done() const noexcept { return h_ && h_.done(); }
 
+    /// What `co_await task` uses. If the awaiting coroutine is destroyed while the task runs
+    /// (a Task lvalue that lost a race), the task forgets it: it runs on in its owner's task and
+    /// keeps its result for a later `co_await` (or is cancelled when the Task is destroyed).
     struct Awaiter {
         handle_type h;
+        std::coroutine_handle<> awaiting{};
+        Awaiter(handle_type t) noexcept : h(t) {}
+        Awaiter(const Awaiter&) = delete;
+        Awaiter& operator=(const Awaiter&) = delete;
+        ~Awaiter() {
+            if (awaiting && h && !h.done() && h.promise().continuation_ == awaiting)
+                h.promise().continuation_ = nullptr;
+        }
         bool await_ready() const noexcept { return !h || h.done(); }
 #if ASYNC_IO_TASK_INLINE_START
-        bool await_suspend(std::coroutine_handle<> awaiting) {
+        bool await_suspend(std::coroutine_handle<> a) {
             auto& p = h.promise();
-            p.continuation_ = awaiting;
+            awaiting = a;
+            p.continuation_ = a;
             p.start_ = detail::TaskPromiseBase::Start::starting;
             h.resume();
             const bool inline_done = p.start_ == detail::TaskPromiseBase::Start::completed_inline;
@@ -156,12 +168,16 @@ public:
             return !inline_done;
         }
 #else
-        std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-            h.promise().continuation_ = awaiting;
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<> a) noexcept {
+            awaiting = a;
+            h.promise().continuation_ = a;
             return h;
         }
 #endif
-        T await_resume() { return h.promise().take(); }
+        T await_resume() {
+            awaiting = nullptr;
+            return h.promise().take();
+        }
     };
     Awaiter operator co_await() const& noexcept { return Awaiter{h_}; }
     Awaiter operator co_await() const&& noexcept { return Awaiter{h_}; }

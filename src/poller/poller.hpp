@@ -20,8 +20,9 @@
 //    std::system_error(ENOTSUP) from `add`/`modify`; `supports(mode)` tells beforehand.
 //  - Readable means: data, EOF/hang-up (the peer closed) or an error is pending; writable means:
 //    space to write, or an error/hang-up is pending (so that the operation runs and reports it).
-//    On an error or hang-up, epoll may also report a direction the registration did not ask for
-//    (the kernel always reports EPOLLERR/EPOLLHUP); the poll() backend reports only those asked.
+//    On an error or hang-up, epoll may also report a direction the registration did not ask for,
+//    even for Interest::none() (the kernel always reports EPOLLERR/EPOLLHUP: once in the oneshot
+//    and edge modes, at every wait in level mode); the poll() backend reports only those asked.
 //  - The key std::uint64_t(-1) is reserved for the backends' own use: `add`/`modify` with it
 //    throw EINVAL. So do `add`/`modify`/`remove` of the backend's own notifier fds.
 #pragma once
@@ -53,7 +54,7 @@ struct Interest {
 
 /// One readiness event: the key given at registration, and the directions that are ready.
 /// `read_closed`/`write_closed` say that the direction is finished for good (the peer shut down
-/// its writing side: EPOLLRDHUP; hang-up: EPOLLHUP/POLLHUP; an error is pending: EPOLLERR/POLLERR):
+/// its writing side: EPOLLRDHUP/POLLRDHUP; hang-up: EPOLLHUP/POLLHUP; not set for a mere error):
 /// every later operation in that direction returns at once (EOF or the error), so the reactor
 /// keeps that direction ready from then on. They imply readable/writable respectively.
 struct PollEvent {
