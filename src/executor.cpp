@@ -67,7 +67,7 @@ void Spawned::destroy_frame() noexcept {
     st_.unlock();
     cancel_ready(start_node);  // never started: its first resumption is still queued
     frame_.destroy();
-    ex_.unlink_live(*this);
+    if (in_live_list.load(std::memory_order_acquire)) ex_.unlink_live(*this);
 }
 
 void Spawned::complete() noexcept {
@@ -76,11 +76,10 @@ void Spawned::complete() noexcept {
     if (WaitNode* j = std::exchange(joiner_, nullptr)) j->task->wake(*j);
     const bool unwanted = handle_gone_;
     st_.unlock();
-    if (unwanted) {
-        destroy_frame();
-    } else {
-        ex_.unlink_live(*this);  // the handle destroys the frame after taking the result
-    }
+    // Leave the live list first: from here on the executor may be destroyed before the
+    // JoinHandle takes the result (and destroys the frame).
+    ex_.unlink_live(*this);
+    if (unwanted) destroy_frame();
 }
 
 void Spawned::cancel() noexcept {
@@ -198,7 +197,7 @@ Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
     auto* t = new Spawned(*this, frame);
     t->add_ref();  // the JoinHandle's
     lock_.lock();
-    t->in_live_list = true;
+    t->in_live_list.store(true, std::memory_order_relaxed);
     t->next_live = live_;
     if (live_) live_->prev_live = t;
     live_ = t;
@@ -210,11 +209,11 @@ Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
 
 void ExecutorState::unlink_live(Spawned& t) noexcept {
     lock_.lock();
-    if (!t.in_live_list) {
+    if (!t.in_live_list.load(std::memory_order_relaxed)) {
         lock_.unlock();
         return;
     }
-    t.in_live_list = false;
+    t.in_live_list.store(false, std::memory_order_release);
     if (t.prev_live) t.prev_live->next_live = t.next_live; else live_ = t.next_live;
     if (t.next_live) t.next_live->prev_live = t.prev_live;
     t.prev_live = t.next_live = nullptr;

@@ -72,7 +72,10 @@ public:
     Spawned* prev_live = nullptr;  // the executor's list of live tasks (its lock)
     Spawned* next_live = nullptr;
     Spawned* next_queued = nullptr;  // the executor's run queue (its lock)
-    bool in_live_list = false;       // the executor's lock
+    /// In the executor's list of live tasks. Once cleared (completion, cancellation, or the
+    /// executor's destructor), the task never touches its executor again, so a JoinHandle may
+    /// outlive the executor.
+    std::atomic<bool> in_live_list{false};
     WaitNode start_node;             // its first resumption, queued by spawn
 
 private:
