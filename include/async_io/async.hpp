@@ -68,6 +68,7 @@ inline std::ptrdiff_t stream_read(StreamKind k, int fd, std::span<std::byte> b, 
 }
 
 struct ReadOp {
+    static constexpr bool marks_read = true;
     StreamKind kind;
     int fd;
     std::span<std::byte> buf;
@@ -79,6 +80,7 @@ struct ReadOp {
     std::size_t finish(std::ptrdiff_t r) const { return check_io(r, "read"); }
 };
 struct WriteOp {
+    static constexpr bool marks_write = true;
     StreamKind kind;
     int fd;
     std::span<const std::byte> buf;
@@ -95,6 +97,7 @@ struct PeekOp {
 };
 // read_exact: keeps reading until the buffer is full; EOF first is an error.
 struct ReadExactOp {
+    static constexpr bool marks_read = true;
     StreamKind kind;
     int fd;
     std::span<std::byte> buf;
@@ -116,6 +119,7 @@ struct ReadExactOp {
     }
 };
 struct WriteAllOp {
+    static constexpr bool marks_write = true;
     StreamKind kind;
     int fd;
     std::span<const std::byte> buf;

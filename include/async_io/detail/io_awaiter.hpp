@@ -75,17 +75,28 @@ private:
 
     std::atomic<std::uint32_t>& word() noexcept { return s_->state[static_cast<unsigned>(d_)]; }
 
+    static constexpr bool stream_read = requires { Op::marks_read; };
+    static constexpr bool stream_write = requires { Op::marks_write; };
+
     // Runs the operation if the direction may be ready; true when it completed.
     bool try_op() noexcept {
         auto& st = word();
         for (;;) {
             seen_ = st.load(std::memory_order_acquire);
-            if (!(seen_ & (state_ready | state_closed))) return false;
+            if (!(seen_ & (state_ready | state_closed))) {
+                if constexpr (stream_read) return speculate();
+                return false;
+            }
             result_ = op_.attempt();
             if (!would_block(result_)) {
                 if (op_.drained(result_)) {
                     std::uint32_t expected = seen_;  // drained: clear unless an event came meanwhile
                     st.compare_exchange_strong(expected, seen_ & ~state_ready, std::memory_order_acq_rel);
+                    if constexpr (stream_read) allow_speculation();
+                }
+                if constexpr (stream_write) {
+                    if (s_->read_hint.load(std::memory_order_relaxed) & read_hint_speculate)
+                        s_->read_hint.fetch_and(static_cast<std::uint8_t>(~read_hint_speculate), std::memory_order_relaxed);
                 }
                 return true;
             }
@@ -94,6 +105,23 @@ private:
                 return false;
             }
         }
+    }
+
+    // Source::read_hint: after a drain, with no own write since, a read tries once anyway.
+    void allow_speculation() noexcept {
+        if (s_->read_hint.load(std::memory_order_relaxed) == 0)
+            s_->read_hint.store(read_hint_speculate, std::memory_order_relaxed);
+    }
+    bool speculate() noexcept {
+        if (s_->read_hint.load(std::memory_order_relaxed) != read_hint_speculate) return false;
+        s_->read_hint.store(0, std::memory_order_relaxed);  // one try per drain
+        result_ = op_.attempt();
+        if (would_block(result_)) {
+            s_->read_hint.store(read_hint_off, std::memory_order_relaxed);
+            return false;  // seen_ is still the word read before the attempt: no event is lost
+        }
+        if (result_ > 0) allow_speculation();
+        return true;
     }
 
     // Links the node, or completes if an event arrived since try_op looked; true when completed.

@@ -39,7 +39,20 @@ struct Source {
     WaitList waiters[2];           ///< per Direction; any number of waiters each
     std::atomic<std::uint32_t> state[2] = {1u, 1u};  ///< per Direction: tick << 2 | closed << 1 | maybe-ready
     std::uint8_t armed = 0;        ///< oneshot backends: interest currently armed (bit per Direction)
+    /// A hint for stream reads, see read_hint_*: whether a read that finds the ready bit clear
+    /// (the last read drained the socket) should try its syscall anyway. Only a hint: racing
+    /// updates from several coroutines cost at most one syscall, never a wakeup.
+    std::atomic<std::uint8_t> read_hint{0};
 };
+
+/// Source::read_hint bits. After a read drains the socket, the next read waits for the next
+/// event (no syscall) unless `read_hint_speculate` is set: it is set by the drain and cleared by
+/// any write on the same source (a request just sent cannot have been answered yet: the
+/// ping-pong pattern, 1 read per event), so a read that follows a drain without an own write in
+/// between (data produced elsewhere: the read-with-timeout pattern) tries at once. One failed
+/// speculation (EAGAIN) sets `read_hint_off` and ends speculation on that source for good.
+inline constexpr std::uint8_t read_hint_speculate = 1;
+inline constexpr std::uint8_t read_hint_off = 2;
 
 /// Registers `fd` with the reactor (creating the reactor on first use). Throws
 /// std::system_error naming the problem: "regular files cannot be polled" (EPERM), EEXIST for an
