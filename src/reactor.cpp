@@ -185,42 +185,45 @@ void Reactor::dispatch(std::size_t count) noexcept {
 
 // ---- timers ------------------------------------------------------------------------------------
 
-void Reactor::heap_swap(std::size_t i, std::size_t j) noexcept {
-    std::swap(heap_[i], heap_[j]);
-    heap_[i]->heap_index = i;
-    heap_[j]->heap_index = j;
-}
-
 void Reactor::sift_up(std::size_t i) noexcept {
+    const HeapItem item = heap_[i];
     while (i > 0) {
         const std::size_t parent = (i - 1) / 2;
-        if (!(heap_[i]->deadline < heap_[parent]->deadline)) break;
-        heap_swap(i, parent);
+        if (!(item.deadline < heap_[parent].deadline)) break;
+        heap_[i] = heap_[parent];
+        heap_[i].entry->heap_index = i;
         i = parent;
     }
+    heap_[i] = item;
+    item.entry->heap_index = i;
 }
 
 void Reactor::sift_down(std::size_t i) noexcept {
     const std::size_t n = heap_.size();
+    const HeapItem item = heap_[i];
     for (;;) {
-        std::size_t least = i;
-        const std::size_t l = 2 * i + 1, r = l + 1;
-        if (l < n && heap_[l]->deadline < heap_[least]->deadline) least = l;
-        if (r < n && heap_[r]->deadline < heap_[least]->deadline) least = r;
-        if (least == i) return;
-        heap_swap(i, least);
+        const std::size_t l = 2 * i + 1;
+        if (l >= n) break;
+        std::size_t least = l;
+        if (l + 1 < n && heap_[l + 1].deadline < heap_[l].deadline) least = l + 1;
+        if (!(heap_[least].deadline < item.deadline)) break;
+        heap_[i] = heap_[least];
+        heap_[i].entry->heap_index = i;
         i = least;
     }
+    heap_[i] = item;
+    item.entry->heap_index = i;
 }
 
 void Reactor::heap_erase(TimerEntry& e) noexcept {
     const std::size_t i = e.heap_index;
     const std::size_t last = heap_.size() - 1;
     if (i != last) {
-        heap_swap(i, last);
+        heap_[i] = heap_[last];
         heap_.pop_back();
+        heap_[i].entry->heap_index = i;
         sift_down(i);
-        sift_up(i);
+        sift_up(heap_[i].entry->heap_index);
     } else {
         heap_.pop_back();
     }
@@ -232,9 +235,8 @@ void Reactor::timer_insert(TimerEntry& e) {
     {
         std::lock_guard g(timers_mu_);
         e.node.state = NodeState::waiting;
-        e.heap_index = heap_.size();
-        heap_.push_back(&e);
-        sift_up(e.heap_index);
+        heap_.push_back(HeapItem{e.deadline, &e});
+        sift_up(heap_.size() - 1);
         wake_driver = e.heap_index == 0 && sleeping_with_deadline_ && e.deadline < sleep_deadline_;
     }
     if (wake_driver) poller_->notify();
@@ -259,6 +261,7 @@ void Reactor::timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point d
         in_heap = e.heap_index != npos;
         if (in_heap) {
             e.deadline = deadline;
+            heap_[e.heap_index].deadline = deadline;
             sift_down(e.heap_index);
             sift_up(e.heap_index);
             wake_driver = e.heap_index == 0 && sleeping_with_deadline_ && deadline < sleep_deadline_;
@@ -276,8 +279,8 @@ void Reactor::timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point d
 }
 
 void Reactor::fire_timers(std::chrono::steady_clock::time_point now) noexcept {
-    while (!heap_.empty() && heap_[0]->deadline <= now) {
-        TimerEntry& e = *heap_[0];
+    while (!heap_.empty() && heap_[0].deadline <= now) {
+        TimerEntry& e = *heap_[0].entry;
         heap_erase(e);
         e.node.task->wake(e.node);
     }
@@ -302,7 +305,7 @@ void Reactor::react(Parker* self, bool block) {
                 timeout.reset();
                 sleep_deadline_ = clock::time_point::max();
             } else {
-                sleep_deadline_ = heap_[0]->deadline;
+                sleep_deadline_ = heap_[0].deadline;
                 timeout = sleep_deadline_ - now;
             }
             sleeping_with_deadline_ = true;

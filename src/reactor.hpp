@@ -59,7 +59,6 @@ private:
 
     void dispatch(std::size_t n) noexcept;
     void fire_timers(std::chrono::steady_clock::time_point now) noexcept;  // timers_lock_ held
-    void heap_swap(std::size_t i, std::size_t j) noexcept;
     void sift_up(std::size_t i) noexcept;
     void sift_down(std::size_t i) noexcept;
     void heap_erase(TimerEntry& e) noexcept;
@@ -72,8 +71,15 @@ private:
     std::vector<Slot> slots_;
     std::uint32_t free_head_ = UINT32_MAX;
 
+    // A binary min-heap of armed timers. Each item carries its deadline inline, so sifting
+    // compares contiguous memory instead of chasing entries in scattered coroutine frames; the
+    // entry's heap_index is written only when an item moves.
+    struct HeapItem {
+        std::chrono::steady_clock::time_point deadline;
+        TimerEntry* entry;
+    };
     std::mutex timers_mu_;  // guards heap_ and sleep_deadline_
-    std::vector<TimerEntry*> heap_;
+    std::vector<HeapItem> heap_;
     bool sleeping_with_deadline_ = false;
     std::chrono::steady_clock::time_point sleep_deadline_;
 
