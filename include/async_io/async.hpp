@@ -22,9 +22,12 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <memory>
 #include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace async_io {
 
@@ -523,3 +526,43 @@ private:
 };
 
 }  // namespace async_io
+
+namespace async_io::net {
+
+/// Resolves `host` (a name or a numeric address) to socket addresses with `port`, like
+/// net::resolve, without blocking the reactor or the calling thread: the lookup (getaddrinfo,
+/// which can block for seconds) runs on a thread of its own, and the awaiting coroutine is woken
+/// through a pipe when it finishes.
+///
+/// - Completes with the addresses, or throws what net::resolve throws (std::system_error in
+///   net::resolve_category() for a name that does not resolve).
+/// - Destroying the awaiting coroutine cancels the wait at once; the lookup thread then finishes
+///   on its own and frees what it shares with the awaiter (nothing dangles).
+/// - The caller resumes on the thread that runs its task.
+inline Task<std::vector<SocketAddr>> resolve_async(std::string host, std::uint16_t port) {
+    struct Shared {
+        std::vector<SocketAddr> addrs;
+        std::exception_ptr error;
+        OwnedFd signal;  // the pipe's write end, owned by the lookup thread's copy
+    };
+    auto [rd, wr] = async_io::pipe(true);
+    Async<OwnedFd> done(std::move(rd));
+    auto shared = std::make_shared<Shared>();
+    shared->signal = std::move(wr);
+    std::thread([shared, host = std::move(host), port] {
+        try {
+            shared->addrs = resolve(host, port);
+        } catch (...) {
+            shared->error = std::current_exception();
+        }
+        const std::byte b{1};
+        (void)detail::sys_write_nosigpipe(shared->signal.native_handle(), {&b, 1});  // the reader may be gone
+        shared->signal = OwnedFd{};  // close: a reader that went away sees nothing more
+    }).detach();
+    std::byte b{};
+    (void)co_await done.read({&b, 1});  // the write (or the close) happens after the result
+    if (shared->error) std::rethrow_exception(shared->error);
+    co_return std::move(shared->addrs);
+}
+
+}  // namespace async_io::net

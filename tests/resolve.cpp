@@ -1,0 +1,38 @@
+// net::resolve_async: name resolution that blocks neither the reactor nor the calling thread.
+#include "catch.hpp"
+
+#include <async_io/async.hpp>
+
+#include <chrono>
+#include <thread>
+
+using namespace async_io;
+using namespace std::chrono_literals;
+
+TEST_CASE("resolve_async resolves localhost", "[net]") {
+    auto addrs = block_on(timeout(10s, net::resolve_async("localhost", 8080)));
+    REQUIRE_FALSE(addrs.empty());
+    for (const auto& a : addrs) {
+        REQUIRE(a.port() == 8080);
+        REQUIRE(a.is_loopback());
+    }
+}
+
+TEST_CASE("resolve_async reports a name that does not resolve", "[net]") {
+    REQUIRE_THROWS_AS(block_on(timeout(30s, net::resolve_async("nonexistent.invalid", 80))), std::system_error);
+}
+
+TEST_CASE("resolve_async does not block other work of the same thread", "[net]") {
+    // A timer in the same task fires while the lookup runs on its own thread.
+    auto [addrs, fired] = block_on(when_all(net::resolve_async("localhost", 1), Timer::after(1ms)));
+    REQUIRE_FALSE(addrs.empty());
+    (void)fired;
+}
+
+TEST_CASE("a cancelled resolve_async leaves nothing dangling", "[net]") {
+    for (int i = 0; i < 20; ++i) {
+        auto r = block_on(race(net::resolve_async("localhost", 1), yield_now()));
+        REQUIRE(r.index() == 1);  // cancelled while the lookup thread runs on
+    }
+    std::this_thread::sleep_for(200ms);  // the threads finish and free their state (ASan checks)
+}
