@@ -157,7 +157,9 @@ TEST_CASE("concurrent block_on calls each get their own wakes, and the reactor i
 TEST_CASE("many threads ping-pong through block_on without losing a wake", "[block_on]") {
     // Two threads, each in block_on, exchange 2000 messages over a socket pair: every wake
     // crosses threads, and the reactor lock moves between them all the time.
-    auto [a, b] = Async<net::UnixStream>::pair();
+    auto pair = Async<net::UnixStream>::pair();
+    auto& a = pair.first;
+    auto& b = pair.second;  // (not a structured binding: Clang 14 cannot capture those)
     constexpr int rounds = 2000;
     std::thread peer([&b] {
         block_on([](Async<net::UnixStream>& s) -> Task<void> {
