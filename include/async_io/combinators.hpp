@@ -132,6 +132,14 @@ Child<R> make_child(A a) {
 template <class A>
 using result_of_t = await_result_t<A&&>;
 
+/// An argument race/when_all/timeout can cancel: anything passed by value, or an lvalue whose
+/// `co_await` creates a fresh awaiter (Task, Timer). An awaiter object passed by lvalue (e.g.
+/// `auto rd = s.read(buf); race(rd, ...)`) would stay linked after the race destroyed the child
+/// that awaited it, with nothing able to cancel it: refused at compile time.
+template <class A>
+concept cancellable_argument =
+    !std::is_lvalue_reference_v<A> || has_member_co_await<A> || has_free_co_await<A>;
+
 // ---- race ---------------------------------------------------------------------------------------
 
 template <class... A>
@@ -328,11 +336,15 @@ private:
 /// - If the first to finish threw, `co_await race(...)` rethrows that exception.
 /// - Destroying the awaiting coroutine destroys every child wherever it is suspended.
 /// - The caller resumes on the thread that runs its task. Any awaitable works (Task, Timer,
-///   readiness, a user's own). Lvalue arguments are awaited in place and must outlive the race;
-///   rvalues are moved into it.
+///   readiness, a user's own). Lvalue Tasks and Timers are awaited in place and must outlive
+///   the race; everything else is moved into it (an awaiter object passed by lvalue is refused
+///   at compile time: it could not be cancelled).
 template <class... A>
     requires(sizeof...(A) > 0 && (detail::awaitable<A&&> && ...))
 [[nodiscard]] detail::RaceAwaiter<A...> race(A&&... aws) {
+    static_assert((detail::cancellable_argument<A> && ...),
+                  "race: pass awaiter objects by value (std::move or a temporary): one passed by "
+                  "reference cannot be cancelled when it loses");
     return detail::RaceAwaiter<A...>(std::forward<A>(aws)...);
 }
 
@@ -346,6 +358,9 @@ template <class... A>
 template <class... A>
     requires(detail::awaitable<A&&> && ...)
 [[nodiscard]] detail::WhenAllAwaiter<A...> when_all(A&&... aws) {
+    static_assert((detail::cancellable_argument<A> && ...),
+                  "when_all: pass awaiter objects by value (std::move or a temporary): one passed "
+                  "by reference cannot be cancelled when a sibling fails");
     return detail::WhenAllAwaiter<A...>(std::forward<A>(aws)...);
 }
 
@@ -425,6 +440,9 @@ private:
 template <class Rep, class Period, class A>
     requires detail::awaitable<A&&>
 [[nodiscard]] detail::TimeoutAwaiter<A> timeout(std::chrono::duration<Rep, Period> d, A&& aw) {
+    static_assert(detail::cancellable_argument<A>,
+                  "timeout: pass awaiter objects by value (std::move or a temporary): one passed by "
+                  "reference cannot be cancelled when the time is up");
     using D = std::chrono::duration<Rep, Period>;
     // Saturate: a timeout too long to represent never expires (Timer::after overflows to never).
     const Timer::duration dd = d >= std::chrono::duration_cast<D>(Timer::duration::max())
