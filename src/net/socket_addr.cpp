@@ -311,14 +311,26 @@ bool SocketAddr::operator==(const SocketAddr& other) const noexcept {
     return (*this <=> other) == 0;
 }
 
+namespace {
+// Byte-wise three-way comparison (libc++ 16 has no operator<=> for std::array).
+template <std::size_t N>
+std::strong_ordering compare_bytes(const std::array<std::uint8_t, N>& a,
+                                   const std::array<std::uint8_t, N>& b) noexcept {
+    for (std::size_t i = 0; i < N; ++i) {
+        if (a[i] != b[i]) return a[i] < b[i] ? std::strong_ordering::less : std::strong_ordering::greater;
+    }
+    return std::strong_ordering::equal;
+}
+}  // namespace
+
 std::strong_ordering SocketAddr::operator<=>(const SocketAddr& other) const noexcept {
     if (family_ != other.family_) return is_ipv4() ? std::strong_ordering::less
                                                    : std::strong_ordering::greater;
     if (is_ipv4()) {
-        if (auto c = ipv4_octets() <=> other.ipv4_octets(); c != 0) return c;
+        if (auto c = compare_bytes(ipv4_octets(), other.ipv4_octets()); c != 0) return c;
         return port() <=> other.port();
     }
-    if (auto c = ipv6_octets() <=> other.ipv6_octets(); c != 0) return c;
+    if (auto c = compare_bytes(ipv6_octets(), other.ipv6_octets()); c != 0) return c;
     if (auto c = port() <=> other.port(); c != 0) return c;
     if (auto c = flowinfo() <=> other.flowinfo(); c != 0) return c;
     return scope_id() <=> other.scope_id();
