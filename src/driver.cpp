@@ -214,13 +214,13 @@ namespace {
 thread_local bool yield_requested = false;
 }
 
-bool TaskCore::run(unsigned budget) {
+bool TaskCore::run(unsigned budget, bool go_idle) {
     Scope scope(this);
     for (unsigned i = 0; i < budget; ++i) {
         lock_.lock();
         WaitNode* n = ready_.pop_front();
         if (!n) {
-            queued_ = false;
+            if (go_idle) queued_ = false;
             lock_.unlock();
             return false;
         }
@@ -234,7 +234,7 @@ bool TaskCore::run(unsigned budget) {
     }
     lock_.lock();
     const bool more = !ready_.empty();
-    if (!more) queued_ = false;
+    if (!more && go_idle) queued_ = false;
     lock_.unlock();
     return more;
 }

@@ -148,7 +148,10 @@ bool Spawned::run_step(unsigned budget) {
     running_ = true;
     st_.unlock();
 
-    bool more = run(budget);
+    // The task stays queued through the whole step (run(..., false)): a wake meanwhile only
+    // appends to its ready list, so no other runner can start it while this one still reads its
+    // frame and its flags. It goes idle (schedulable again) only in finish_run, at the very end.
+    run(budget, false);
     const bool done = frame_.done();
 
     st_.lock();
@@ -156,14 +159,14 @@ bool Spawned::run_step(unsigned budget) {
     const bool cancel = cancelled_;
     st_.unlock();
     if (done) {
-        complete();
+        complete();  // it stays queued for good: nothing can wake a finished frame
         return false;
     }
     if (cancel) {
         destroy_frame();
         return false;
     }
-    return more;
+    return finish_run();
 }
 
 // ---- ExecutorState ------------------------------------------------------------------------------

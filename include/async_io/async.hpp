@@ -384,6 +384,26 @@ public:
         return detail::IoAwaiter<AcceptOp>(source_, detail::Direction::read, AcceptOp{fd()});
     }
 
+    /// Rust's `incoming()`: the endless sequence of accepted connections, without their peer
+    /// addresses. `co_await incoming.next()` accepts the next one (as accept() does); the
+    /// listener must outlive the sequence.
+    class Incoming {
+    public:
+        explicit Incoming(Async& listener) noexcept : listener_(&listener) {}
+        auto next() -> Task<std::remove_cvref_t<decltype(std::declval<Async&>().accept().await_resume().first)>> {
+            auto accepted = co_await listener_->accept();
+            co_return std::move(accepted.first);
+        }
+
+    private:
+        Async* listener_;
+    };
+    [[nodiscard]] Incoming incoming() noexcept
+        requires(std::is_same_v<T, net::TcpListener> || std::is_same_v<T, net::UnixListener>)
+    {
+        return Incoming(*this);
+    }
+
     /// A listener bound to `addr` (port 0: any free port, see get_ref().local_addr()).
     static Async bind(const net::SocketAddr& addr)
         requires std::is_same_v<T, net::TcpListener>

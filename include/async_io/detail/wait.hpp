@@ -162,8 +162,20 @@ public:
     /// Resumes ready nodes, at most `budget` of them, on the calling thread, which becomes the
     /// task's running thread meanwhile (`current()` returns this task). Returns true if ready
     /// nodes remain (the task stays queued: the runner must call `run` again later), false if
-    /// the task went idle (the next wake schedules it again). Only the task's runner calls it.
-    ASYNC_IO_API bool run(unsigned budget = ~0u);
+    /// none remain. Then, if `go_idle`, the task has gone idle (the next wake schedules it
+    /// again, possibly on another thread at once); if not, it stays queued, so that no wake can
+    /// hand it to another runner before this one is done with it, until the runner calls
+    /// `finish_run`. Only the task's runner calls these.
+    ASYNC_IO_API bool run(unsigned budget = ~0u, bool go_idle = true);
+    /// Ends a `run(budget, false)` step: the task goes idle if no node became ready meanwhile
+    /// (returns false), else it stays queued and the runner must run it again (returns true).
+    bool finish_run() noexcept {
+        lock_.lock();
+        const bool more = !ready_.empty();
+        if (!more) queued_ = false;
+        lock_.unlock();
+        return more;
+    }
 
     /// The task whose coroutine is running on this thread, or nullptr outside any runner.
     static TaskCore* current() noexcept { return current_; }
