@@ -18,8 +18,10 @@ namespace detail {
 /// (if no other thread does) or parks. Implemented in src/driver.cpp.
 ASYNC_IO_API void run_root(std::coroutine_handle<> root);
 
+/// A task that awaits `a` and yields its result. With A a value type the task owns the
+/// awaitable (moved in); with A a reference it awaits the caller's, which must outlive it.
 template <class R, class A>
-Task<R> root_task(A&& a) {
+Task<R> await_task(A a) {
     if constexpr (std::is_void_v<R>) {
         co_await std::forward<A>(a);
     } else {
@@ -54,7 +56,7 @@ detail::await_result_t<A&&> block_on(A&& aw) {
         detail::run_root(root.handle());
         return root.handle().promise().take();
     } else {
-        Task<R> root = detail::root_task<R>(std::forward<A>(aw));
+        Task<R> root = detail::await_task<R, A&&>(std::forward<A>(aw));
         detail::run_root(root.handle());
         return root.handle().promise().take();
     }

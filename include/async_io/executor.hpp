@@ -22,14 +22,6 @@ class JoinHandle;
 
 namespace detail {
 
-template <class R, class A>
-Task<R> owning_task(A aw) {
-    if constexpr (std::is_void_v<R>) {
-        co_await std::move(aw);
-    } else {
-        co_return co_await std::move(aw);
-    }
-}
 
 class ExecutorState;
 
@@ -165,7 +157,7 @@ public:
     template <class A>
         requires(awaitable<A> && !std::is_reference_v<A> && !is_task<std::remove_cvref_t<A>>::value)
     JoinHandle<await_result_t<A>> spawn(A aw) {
-        return spawn(owning_task<await_result_t<A>>(std::move(aw)));
+        return spawn(await_task<await_result_t<A>, A>(std::move(aw)));
     }
 
     /// Runs the executor's tasks on the calling thread until `aw` completes, then yields its
