@@ -5,7 +5,8 @@
 // this library drives (a user's own coroutine type awaiting a Timer from a plain thread): it is
 // spawned the first time such a coroutine suspends, resumes those coroutines, drives the reactor
 // only while no `block_on` thread wants it, and sleeps in the poller (no periodic wakeups) when
-// there is nothing to do.
+// there is nothing to do. In the child of a fork, the reactor lock and the async-io thread are
+// forgotten (driver_after_fork_in_child) and created afresh when needed.
 #include "parker.hpp"
 #include "reactor.hpp"
 
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -116,9 +118,18 @@ private:
     std::atomic<int> block_on_waiting_{0};
 };
 
+// Never destroyed (as the reactor); replaced in the child of a fork (driver_after_fork_in_child).
+std::atomic<ReactorLock*> current_reactor_lock{nullptr};
+
 ReactorLock& reactor_lock() {
-    static ReactorLock* const l = new ReactorLock();
-    return *l;
+    if (ReactorLock* l = current_reactor_lock.load(std::memory_order_acquire)) [[likely]] return *l;
+    register_fork_handler();
+    auto fresh = std::make_unique<ReactorLock>();
+    ReactorLock* expected = nullptr;
+    if (current_reactor_lock.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel,
+                                                     std::memory_order_acquire))
+        return *fresh.release();
+    return *expected;
 }
 
 /// Blocks until `p` is unparked (its task was woken) or the reactor lock is handed over; drives
@@ -179,7 +190,8 @@ struct AsyncIoThread {
     ThreadRunner runner{parker};
     TaskCore core{&runner};
 
-    AsyncIoThread() {
+    // Wakes that come before start() are not lost: the parker keeps the notification.
+    void start() {
         std::thread([this] {
 #if defined(__linux__)
             pthread_setname_np(pthread_self(), "async-io");
@@ -199,11 +211,40 @@ struct AsyncIoThread {
     }
 };
 
+// Never destroyed: it runs forever. Forgotten in the child of a fork (its thread is not there).
+std::atomic<AsyncIoThread*> current_async_io_thread{nullptr};
+
+// What the child of a fork inherits from the parent's driver and no longer uses: leaked, but
+// reachable (leak checkers stay quiet).
+ReactorLock* abandoned_reactor_lock = nullptr;
+AsyncIoThread* abandoned_async_io_thread = nullptr;
+
 }  // namespace
+
+void driver_after_fork_in_child() noexcept {
+    if (ReactorLock* l = current_reactor_lock.exchange(nullptr, std::memory_order_acq_rel))
+        abandoned_reactor_lock = l;
+    if (AsyncIoThread* a = current_async_io_thread.exchange(nullptr, std::memory_order_acq_rel))
+        abandoned_async_io_thread = a;
+}
 
 TaskCore& task_for_suspend() {
     if (TaskCore* t = TaskCore::current()) return *t;
-    static AsyncIoThread* const aio = new AsyncIoThread();  // never destroyed: it runs forever
+    AsyncIoThread* aio = current_async_io_thread.load(std::memory_order_acquire);
+    if (!aio) [[unlikely]] {
+        register_fork_handler();
+        auto fresh = std::make_unique<AsyncIoThread>();
+        if (current_async_io_thread.compare_exchange_strong(aio, fresh.get(), std::memory_order_acq_rel,
+                                                            std::memory_order_acquire)) {
+            aio = fresh.release();
+            try {
+                aio->start();
+            } catch (...) {
+                current_async_io_thread.store(nullptr, std::memory_order_release);  // next time
+                throw;
+            }
+        }
+    }
     return aio->core;
 }
 
@@ -214,9 +255,18 @@ namespace {
 thread_local bool yield_requested = false;
 }
 
-bool TaskCore::run(unsigned budget, bool go_idle) {
+bool TaskCore::run(unsigned budget, bool go_idle, std::coroutine_handle<> start) {
     Scope scope(this);
-    for (unsigned i = 0; i < budget; ++i) {
+    unsigned i = 0;
+    if (start && budget > 0) {
+        ++i;
+        start.resume();
+        if (yield_requested) {
+            yield_requested = false;
+            i = budget;
+        }
+    }
+    for (; i < budget; ++i) {
         lock_.lock();
         WaitNode* n = ready_.pop_front();
         if (!n) {

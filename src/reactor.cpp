@@ -7,16 +7,21 @@
 #include <async_io/detail/sys.hpp>
 
 #include <cerrno>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define ASYNC_IO_HAVE_PTHREAD_ATFORK 1
+#endif
 
 namespace async_io::detail {
 
 namespace {
 
 constexpr std::uint8_t bit(Direction d) noexcept { return static_cast<std::uint8_t>(1u << static_cast<unsigned>(d)); }
-constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
 Interest interest_of(std::uint8_t armed) noexcept {
     return Interest{(armed & bit(Direction::read)) != 0, (armed & bit(Direction::write)) != 0};
@@ -35,10 +40,47 @@ void bump(std::atomic<std::uint32_t>& st, bool closed) noexcept {
 
 }  // namespace
 
-Reactor& Reactor::get() {
-    // Never destroyed: detached threads and static destructors of user code may still use it.
-    static Reactor* const r = new Reactor();
-    return *r;
+// ---- the process's reactor, and fork() ---------------------------------------------------------
+
+// Never destroyed: detached threads and static destructors of user code may still use it.
+std::atomic<Reactor*> Reactor::current_{nullptr};
+Reactor* Reactor::abandoned_ = nullptr;
+std::atomic<bool> Reactor::abandoned_open_{false};
+
+Reactor& Reactor::create() {
+    register_fork_handler();
+    close_abandoned();
+    // Threads racing to create it each build one; the loser's is destroyed (closing its fds).
+    auto fresh = std::unique_ptr<Reactor>(new Reactor());
+    Reactor* expected = nullptr;
+    if (current_.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel,
+                                         std::memory_order_acquire))
+        return *fresh.release();
+    return *expected;
+}
+
+void Reactor::after_fork_in_child() noexcept {
+    // The child has one thread, this one, so the plain writes cannot race.
+    if (Reactor* old = current_.exchange(nullptr, std::memory_order_acq_rel)) {
+        old->abandoned_next_ = abandoned_;
+        abandoned_ = old;  // leaked, but reachable (leak checkers stay quiet)
+        abandoned_open_.store(true, std::memory_order_release);
+    }
+    driver_after_fork_in_child();
+}
+
+void Reactor::close_abandoned() noexcept {
+    if (!abandoned_open_.exchange(false, std::memory_order_acq_rel)) return;
+    // Closes the child's copies of the parent's poller fds (the parent's stay open). Nothing
+    // else of an abandoned reactor is touched: its locks may be held by threads that are gone.
+    for (Reactor* r = abandoned_; r; r = r->abandoned_next_) r->poller_.reset();
+}
+
+void register_fork_handler() noexcept {
+#if defined(ASYNC_IO_HAVE_PTHREAD_ATFORK)
+    static const bool registered = ::pthread_atfork(nullptr, nullptr, &Reactor::after_fork_in_child) == 0;
+    (void)registered;
+#endif
 }
 
 Reactor::Reactor()
@@ -91,18 +133,25 @@ Source* Reactor::add_source(int fd) {
 }
 
 void Reactor::remove_source(Source* s) noexcept {
-    try {
-        poller_->remove(s->fd);
-    } catch (const std::system_error&) {
-        // The fd was closed behind our back (the kernel dropped the registration with it).
-    }
     {
         std::lock_guard g(sources_mu_);  // dispatch holds it while it touches sources
         const auto idx = static_cast<std::uint32_t>(s->key & 0xffffffffu);
+        if (idx >= slots_.size() || slots_[idx].source != s) {
+            // A source of a reactor that fork() abandoned (an Async created before the fork,
+            // destroyed in the child): neither this poller nor the parent's knows it here.
+            delete s;
+            return;
+        }
+        // An event still queued for this key is dropped by dispatch (the generation moved).
         slots_[idx].source = nullptr;
         ++slots_[idx].generation;
         slots_[idx].next_free = free_head_;
         free_head_ = idx;
+    }
+    try {
+        poller_->remove(s->fd);
+    } catch (const std::system_error&) {
+        // The fd was closed behind our back (the kernel dropped the registration with it).
     }
     delete s;
 }
@@ -185,68 +234,123 @@ void Reactor::dispatch(std::size_t count) noexcept {
 
 // ---- timers ------------------------------------------------------------------------------------
 
+// A 4-ary heap: half the depth of a binary one, and the four children of a node are adjacent.
 void Reactor::sift_up(std::size_t i) noexcept {
     const HeapItem item = heap_[i];
     while (i > 0) {
-        const std::size_t parent = (i - 1) / 2;
+        const std::size_t parent = (i - 1) / 4;
         if (!(item.deadline < heap_[parent].deadline)) break;
         heap_[i] = heap_[parent];
-        heap_[i].entry->heap_index = i;
         i = parent;
     }
     heap_[i] = item;
-    item.entry->heap_index = i;
 }
 
 void Reactor::sift_down(std::size_t i) noexcept {
     const std::size_t n = heap_.size();
     const HeapItem item = heap_[i];
     for (;;) {
-        const std::size_t l = 2 * i + 1;
-        if (l >= n) break;
-        std::size_t least = l;
-        if (l + 1 < n && heap_[l + 1].deadline < heap_[l].deadline) least = l + 1;
+        const std::size_t first = 4 * i + 1;
+        if (first >= n) break;
+        const std::size_t end = first + 4 < n ? first + 4 : n;
+        std::size_t least = first;
+        for (std::size_t c = first + 1; c < end; ++c)
+            if (heap_[c].deadline < heap_[least].deadline) least = c;
         if (!(heap_[least].deadline < item.deadline)) break;
         heap_[i] = heap_[least];
-        heap_[i].entry->heap_index = i;
         i = least;
     }
     heap_[i] = item;
-    item.entry->heap_index = i;
 }
 
-void Reactor::heap_erase(TimerEntry& e) noexcept {
-    const std::size_t i = e.heap_index;
-    const std::size_t last = heap_.size() - 1;
-    if (i != last) {
-        heap_[i] = heap_[last];
-        heap_.pop_back();
-        heap_[i].entry->heap_index = i;
-        sift_down(i);
-        sift_up(heap_[i].entry->heap_index);
+std::uint32_t Reactor::timer_slot(TimerEntry& e) {
+    std::uint32_t slot;
+    if (!free_timer_slots_.empty()) {
+        slot = free_timer_slots_.back();
+        free_timer_slots_.pop_back();
+        timer_slots_[slot] = &e;
     } else {
-        heap_.pop_back();
+        if (timer_slots_.size() >= TimerEntry::no_slot) throw std::length_error("async_io: too many armed timers");
+        slot = static_cast<std::uint32_t>(timer_slots_.size());
+        timer_slots_.push_back(&e);
+        // Room for every slot to be free at once, so that freeing one (noexcept) never allocates.
+        free_timer_slots_.reserve(timer_slots_.capacity());
     }
-    e.heap_index = npos;
+    e.slot = slot;
+    return slot;
 }
 
-void Reactor::timer_insert(TimerEntry& e) {
+void Reactor::heap_push(std::chrono::steady_clock::time_point deadline, std::uint32_t slot) {
+    heap_.push_back(HeapItem{deadline, slot});
+    sift_up(heap_.size() - 1);
+}
+
+void Reactor::heap_pop() noexcept {
+    free_timer_slots_.push_back(heap_[0].slot);  // never allocates: see timer_slot
+    heap_[0] = heap_.back();
+    heap_.pop_back();
+    if (!heap_.empty()) sift_down(0);
+}
+
+void Reactor::prune_cancelled() noexcept {
+    while (!heap_.empty() && !timer_slots_[heap_[0].slot]) {
+        heap_pop();
+        --cancelled_in_heap_;
+    }
+}
+
+void Reactor::cancel_slot(TimerEntry& e) noexcept {
+    timer_slots_[e.slot] = nullptr;
+    e.slot = TimerEntry::no_slot;
+    ++cancelled_in_heap_;
+    if (cancelled_in_heap_ < 1024 || cancelled_in_heap_ * 2 < heap_.size()) {
+        prune_cancelled();
+        return;
+    }
+    // Rebuild without the cancelled items (Floyd's heap construction, O(n)).
+    std::size_t kept = 0;
+    for (const HeapItem& item : heap_) {
+        if (timer_slots_[item.slot]) {
+            heap_[kept++] = item;
+        } else {
+            free_timer_slots_.push_back(item.slot);
+        }
+    }
+    heap_.resize(kept);
+    cancelled_in_heap_ = 0;
+    for (std::size_t i = kept / 4 + 1; i-- > 0;)
+        if (i < kept) sift_down(i);
+}
+
+void Reactor::timer_insert(TimerEntry& e, std::chrono::steady_clock::time_point deadline) {
     bool wake_driver;
     {
         std::lock_guard g(timers_mu_);
+        if (heap_.size() == heap_.capacity()) heap_.reserve(2 * heap_.size() + 64);  // before taking a slot
+        const std::uint32_t slot = timer_slot(e);
+        heap_push(deadline, slot);  // no allocation now: cannot throw
         e.node.state = NodeState::waiting;
-        heap_.push_back(HeapItem{e.deadline, &e});
-        sift_up(heap_.size() - 1);
-        wake_driver = e.heap_index == 0 && sleeping_with_deadline_ && e.deadline < sleep_deadline_;
+        wake_driver = heap_[0].slot == slot && sleeping_with_deadline_ && deadline < sleep_deadline_;
     }
     if (wake_driver) poller_->notify();
+}
+
+bool Reactor::owns(const TimerEntry& e) const noexcept {
+    return e.slot < timer_slots_.size() && timer_slots_[e.slot] == &e;
 }
 
 void Reactor::timer_remove(TimerEntry& e) noexcept {
     {
         std::lock_guard g(timers_mu_);
-        if (e.heap_index != npos) {
-            heap_erase(e);
+        if (e.slot != TimerEntry::no_slot) {
+            if (!owns(e)) {
+                // Armed in the reactor that fork() abandoned (a timer of the parent's, destroyed
+                // in the child): forget it; its task is the parent's, touch nothing of it.
+                e.slot = TimerEntry::no_slot;
+                e.node.state = NodeState::idle;
+                return;
+            }
+            cancel_slot(e);
             e.node.state = NodeState::idle;
             return;
         }
@@ -255,40 +359,33 @@ void Reactor::timer_remove(TimerEntry& e) noexcept {
 }
 
 void Reactor::timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point deadline) {
-    bool in_heap, wake_driver = false;
     {
         std::lock_guard g(timers_mu_);
-        in_heap = e.heap_index != npos;
-        if (in_heap) {
-            e.deadline = deadline;
-            heap_[e.heap_index].deadline = deadline;
-            sift_down(e.heap_index);
-            sift_up(e.heap_index);
-            wake_driver = e.heap_index == 0 && sleeping_with_deadline_ && deadline < sleep_deadline_;
-        }
+        if (e.slot != TimerEntry::no_slot && owns(e)) cancel_slot(e);
+        e.slot = TimerEntry::no_slot;
     }
-    if (in_heap) {
-        if (wake_driver) poller_->notify();
-        return;
-    }
-    // It already fired (its node waits in the task's ready list) or never was armed: disarm
-    // that wake and arm it anew.
+    // If it already fired, its node waits in the task's ready list: disarm that wake.
     e.node.task->cancel_ready(e.node);
-    e.deadline = deadline;
-    timer_insert(e);
+    timer_insert(e, deadline);
 }
 
+// Wakes the due timers, in deadline order; cancelled items are dropped on the way.
 void Reactor::fire_timers(std::chrono::steady_clock::time_point now) noexcept {
     while (!heap_.empty() && heap_[0].deadline <= now) {
-        TimerEntry& e = *heap_[0].entry;
-        heap_erase(e);
-        e.node.task->wake(e.node);
+        TimerEntry* e = timer_slots_[heap_[0].slot];
+        heap_pop();
+        if (!e) {
+            --cancelled_in_heap_;
+            continue;
+        }
+        e->slot = TimerEntry::no_slot;
+        e->node.task->wake(e->node);
     }
 }
 
 std::size_t Reactor::timer_count() {
     std::lock_guard g(timers_mu_);
-    return heap_.size();
+    return heap_.size() - cancelled_in_heap_;
 }
 
 // ---- one round ---------------------------------------------------------------------------------
@@ -301,6 +398,7 @@ void Reactor::react(Parker* self, bool block) {
         const auto now = clock::now();
         fire_timers(now);
         if (block) {
+            prune_cancelled();  // the next deadline is a live timer's
             if (heap_.empty()) {
                 timeout.reset();
                 sleep_deadline_ = clock::time_point::max();
@@ -326,14 +424,15 @@ void Reactor::react(Parker* self, bool block) {
         sleeping_with_deadline_ = false;
         throw;
     }
-    if (block) {
-        sleeping_.store(false, std::memory_order_relaxed);
+    if (block) sleeping_.store(false, std::memory_order_relaxed);
+    {
+        // One lock for both: the timers due after the wait fire before the events are
+        // dispatched (the order of wakes within one round is not observable).
         std::lock_guard g(timers_mu_);
         sleeping_with_deadline_ = false;
+        if (!heap_.empty()) fire_timers(clock::now());
     }
     if (n) dispatch(n);
-    std::lock_guard g(timers_mu_);
-    if (!heap_.empty()) fire_timers(clock::now());
 }
 
 void Reactor::notify_if_sleeping() noexcept {
@@ -348,7 +447,9 @@ int source_link(Source& s, Direction d, WaitNode& n, std::uint32_t seen) noexcep
     return Reactor::get().source_link(s, d, n, seen);
 }
 void source_unlink(Source& s, Direction d, WaitNode& n) noexcept { Reactor::get().source_unlink(s, d, n); }
-void timer_insert(TimerEntry& e) { Reactor::get().timer_insert(e); }
+void timer_insert(TimerEntry& e, std::chrono::steady_clock::time_point deadline) {
+    Reactor::get().timer_insert(e, deadline);
+}
 void timer_remove(TimerEntry& e) noexcept { Reactor::get().timer_remove(e); }
 void timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point deadline) {
     Reactor::get().timer_reset(e, deadline);

@@ -1,6 +1,15 @@
 // The reactor: one per process, created on first use, never destroyed (it may be in use by
 // detached threads until the process exits). See DESIGN.md, layer "reactor", and
 // include/async_io/detail/wait.hpp for the wake protocol.
+//
+// fork(): the child of a process that has a reactor must not use it: its poller (an epoll
+// instance) is the parent's own kernel object, so a child waiting in it would take the parent's
+// events, and its locks may be held by threads that do not exist in the child. A pthread_atfork
+// child handler (registered when the reactor, the reactor lock or the async-io thread is first
+// created) abandons the reactor and the driver's state; the child's next use creates fresh ones.
+// The abandoned reactor is leaked (only its poller is destroyed, by the child's next reactor, to
+// close the child's copies of its fds); its sources may still be destroyed in the child
+// (remove_source recognises them and touches neither poller).
 #pragma once
 
 #include "poller/poller.hpp"
@@ -20,15 +29,19 @@ class Parker;
 
 class Reactor {
 public:
-    /// The process's reactor, created on first call (thread-safe).
-    static Reactor& get();
+    /// The process's reactor, created on first call (thread-safe); after fork(), the child's
+    /// first call creates a new one.
+    static Reactor& get() {
+        if (Reactor* r = current_.load(std::memory_order_acquire)) [[likely]] return *r;
+        return create();
+    }
 
     Source* add_source(int fd);
     void remove_source(Source* s) noexcept;
     int source_link(Source& s, Direction d, WaitNode& n, std::uint32_t seen) noexcept;
     void source_unlink(Source& s, Direction d, WaitNode& n) noexcept;
 
-    void timer_insert(TimerEntry& e);
+    void timer_insert(TimerEntry& e, std::chrono::steady_clock::time_point deadline);
     void timer_remove(TimerEntry& e) noexcept;
     void timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point deadline);
 
@@ -48,8 +61,20 @@ public:
     /// Number of armed timers (for tests).
     std::size_t timer_count();
 
+    /// The pthread_atfork child handler: abandons the reactor and the driver's state. Only
+    /// atomic stores (the child may not allocate here under the sanitizers' fork interceptors).
+    static void after_fork_in_child() noexcept;
+
 private:
     Reactor();
+    static Reactor& create();
+    // Destroys the pollers of the reactors that fork() abandoned, once, in the child.
+    static void close_abandoned() noexcept;
+
+    static std::atomic<Reactor*> current_;
+    static Reactor* abandoned_;                  // a list through abandoned_next_
+    static std::atomic<bool> abandoned_open_;    // some of them still have their poller
+    Reactor* abandoned_next_ = nullptr;
 
     struct Slot {
         Source* source = nullptr;
@@ -61,7 +86,6 @@ private:
     void fire_timers(std::chrono::steady_clock::time_point now) noexcept;  // timers_lock_ held
     void sift_up(std::size_t i) noexcept;
     void sift_down(std::size_t i) noexcept;
-    void heap_erase(TimerEntry& e) noexcept;
     void rearm(Source& s) noexcept;  // s.lock held; backends without edge mode
 
     std::unique_ptr<Poller> poller_;
@@ -71,20 +95,42 @@ private:
     std::vector<Slot> slots_;
     std::uint32_t free_head_ = UINT32_MAX;
 
-    // A binary min-heap of armed timers. Each item carries its deadline inline, so sifting
-    // compares contiguous memory instead of chasing entries in scattered coroutine frames; the
-    // entry's heap_index is written only when an item moves.
+    // Armed timers: a 4-ary min-heap of (deadline, slot) items and a slab of slots, each
+    // pointing at its entry, or null once the timer was cancelled (lazy deletion). Sifting moves
+    // 16-byte items only: it never writes into the entries, which live in scattered coroutine
+    // frames (a heap that kept an index in each entry took a cache miss per level). A cancelled
+    // item stays until it reaches the top or until cancelled items are half of the heap, when
+    // the heap is rebuilt without them (amortised O(1) per cancel; memory stays O(armed)).
     struct HeapItem {
         std::chrono::steady_clock::time_point deadline;
-        TimerEntry* entry;
+        std::uint32_t slot;
     };
-    std::mutex timers_mu_;  // guards heap_ and sleep_deadline_
+    std::uint32_t timer_slot(TimerEntry& e);  // takes a free slot for e
+    void heap_push(std::chrono::steady_clock::time_point deadline, std::uint32_t slot);
+    void heap_pop() noexcept;      // removes the top item and frees its slot
+    void prune_cancelled() noexcept;  // pops cancelled items off the top
+    void cancel_slot(TimerEntry& e) noexcept;  // e is in the heap: leave its item behind
+    /// e is armed in this reactor (not in one that fork() abandoned).
+    bool owns(const TimerEntry& e) const noexcept;
+
+    std::mutex timers_mu_;  // guards the fields below
     std::vector<HeapItem> heap_;
+    std::vector<TimerEntry*> timer_slots_;
+    std::vector<std::uint32_t> free_timer_slots_;
+    std::size_t cancelled_in_heap_ = 0;
     bool sleeping_with_deadline_ = false;
     std::chrono::steady_clock::time_point sleep_deadline_;
 
     std::atomic<bool> sleeping_{false};  // the driver is (about to be) blocked in poller_->wait
     std::array<PollEvent, 1024> events_; // used by the reactor lock holder only
 };
+
+/// Registers Reactor::after_fork_in_child with pthread_atfork, once per process (a no-op where
+/// there is no fork). Called by whatever creates process-wide state: the reactor, and the reactor
+/// lock and the async-io thread of src/driver.cpp.
+void register_fork_handler() noexcept;
+/// The driver's half of Reactor::after_fork_in_child (src/driver.cpp): forgets the reactor lock
+/// and the async-io thread, which the child creates afresh when it needs them.
+void driver_after_fork_in_child() noexcept;
 
 }  // namespace async_io::detail

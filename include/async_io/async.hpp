@@ -1,6 +1,17 @@
 // Async<T>: an awaitable wrapper over a non-blocking socket or any other pollable fd. This header
 // also gives a user everything else the library has (Task, block_on, Timer, combinators,
 // executors, the net types): `#include <async_io/async.hpp>` is all a program needs.
+//
+// fork(): the child of a process that uses this library may use it afresh. Its first use creates
+// a new reactor (and the async-io thread, if it needs one), so the child never waits in the
+// parent's epoll instance or takes the parent's events. What was created before the fork is the
+// parent's: in the child, an Async from before (or an idle Timer, a plain socket, an OwnedFd) may
+// only be destroyed, which closes the child's copy of the fd and leaves the parent's registration
+// alone; tasks, awaited Timers, executors, JoinHandles and the block_on calls of other threads
+// must be neither used nor destroyed there (leave them: exec, or _exit). fork() may be called
+// from inside a coroutine, but the child must not go on with that task (its runner belongs to
+// the parent): it may run a new block_on, then exec or _exit. The child of a multi-threaded
+// process calls malloc, which needs a libc that supports it after fork (glibc and musl do).
 #pragma once
 
 #include <async_io/block_on.hpp>
@@ -76,6 +87,7 @@ struct ReadOp {
     int fd;
     std::span<std::byte> buf;
     int inq = -1;
+    bool empty_buffer() const noexcept { return buf.empty(); }
     std::ptrdiff_t attempt() noexcept { return stream_read(kind, fd, buf, inq); }
     bool drained(std::ptrdiff_t r) const noexcept {
         return r > 0 && (static_cast<std::size_t>(r) < buf.size() || inq == 0);
@@ -87,6 +99,7 @@ struct WriteOp {
     StreamKind kind;
     int fd;
     std::span<const std::byte> buf;
+    bool empty_buffer() const noexcept { return buf.empty(); }
     std::ptrdiff_t attempt() noexcept { return stream_write(kind, fd, buf); }
     bool drained(std::ptrdiff_t r) const noexcept { return r > 0 && static_cast<std::size_t>(r) < buf.size(); }
     std::size_t finish(std::ptrdiff_t r) const { return check_io(r, "write"); }
@@ -94,6 +107,8 @@ struct WriteOp {
 struct PeekOp {
     int fd;
     std::span<std::byte> buf;
+    bool stream;  // an empty buffer yields 0 at once; on a datagram socket it waits for one
+    bool empty_buffer() const noexcept { return stream && buf.empty(); }
     std::ptrdiff_t attempt() noexcept { return sys_recv(fd, buf, sys_msg_peek()); }
     bool drained(std::ptrdiff_t) const noexcept { return false; }  // a peek consumes nothing
     std::size_t finish(std::ptrdiff_t r) const { return check_io(r, "peek"); }
@@ -106,6 +121,7 @@ struct ReadExactOp {
     std::span<std::byte> buf;
     std::size_t done = 0;
     int inq = -1;
+    bool empty_buffer() const noexcept { return buf.empty(); }
     std::ptrdiff_t attempt() noexcept {
         while (done < buf.size()) {
             const std::ptrdiff_t r = stream_read(kind, fd, buf.subspan(done), inq);
@@ -127,6 +143,7 @@ struct WriteAllOp {
     int fd;
     std::span<const std::byte> buf;
     std::size_t done = 0;
+    bool empty_buffer() const noexcept { return buf.empty(); }
     bool drained(std::ptrdiff_t) const noexcept { return false; }
     std::ptrdiff_t attempt() noexcept {
         while (done < buf.size()) {
@@ -156,7 +173,10 @@ struct SendToOp {
     const Addr* to;
     bool drained(std::ptrdiff_t) const noexcept { return false; }
     std::ptrdiff_t attempt() noexcept { return sys_sendto(fd, buf, *to); }
-    std::size_t finish(std::ptrdiff_t r) const { return check_io(r, "send_to"); }
+    std::size_t finish(std::ptrdiff_t r) const {
+        if (r < 0) throw_os_error(static_cast<int>(-r), "send_to " + to->to_string());
+        return static_cast<std::size_t>(r);
+    }
 };
 struct SendOp {
     int fd;
@@ -174,6 +194,17 @@ struct RecvOp {
     std::ptrdiff_t attempt() noexcept { return sys_recv(fd, buf, flags); }
     std::size_t finish(std::ptrdiff_t r) const { return check_io(r, what); }
 };
+
+/// Why epoll refused `fd` with EPERM, for Async's message: the kinds of file it cannot poll.
+inline const char* unpollable_kind(native_handle_type fd) noexcept {
+    switch (fd_kind(fd)) {
+        case FdKind::regular: return "regular files cannot be polled";
+        case FdKind::directory: return "a directory cannot be polled";
+        case FdKind::char_device: return "this character device cannot be polled";
+        case FdKind::block_device: return "a block device cannot be polled";
+        default: return "this kind of file cannot be polled";
+    }
+}
 
 /// read_with/write_with: runs a user's function; would-block is a thrown std::system_error
 /// equal to std::errc::operation_would_block (or resource_unavailable_try_again).
@@ -235,18 +266,27 @@ struct UserOp {
 ///   The Async must outlive every operation awaiting it and must not be moved meanwhile.
 /// - The awaiting coroutine is resumed on the thread that runs its task, never on the reactor's.
 /// - Errors: std::system_error with the OS error, its message naming the operation.
+/// - The fd closed behind the Async's back (close(2) on its number): operations that run their
+///   syscall fail with bad_file_descriptor (or with whatever the number now refers to), but a
+///   wait that needs an event may never end, because epoll drops a closed fd's registration
+///   without reporting anything (the poll() backend reports it): cancel such a wait
+///   (`timeout`). Destroying the Async afterwards is safe (tests/faults.cpp).
 template <class T>
     requires detail::has_native_handle<T>
 class Async {
 public:
     /// Wraps `io`: sets O_NONBLOCK and registers its fd. Throws std::system_error if the fd
-    /// cannot be polled: "regular files cannot be polled" (EPERM), a closed fd (EBADF), an fd
-    /// that another Async already holds (EEXIST: then `io` is released without closing the fd,
-    /// so that the first Async keeps working).
+    /// cannot be polled: "regular files cannot be polled" (EPERM; directories and some devices
+    /// likewise, each named so), a closed fd or an `io` that owns none (EBADF), an fd that
+    /// another Async already holds (EEXIST: then `io` is released without closing the fd, so
+    /// that the first Async keeps working).
     explicit Async(T io) : io_(std::move(io)) {
         const int fd = io_.native_handle();
-        if (const int r = detail::set_nonblocking(fd, true); r < 0)
-            detail::throw_os_error(-r, "Async: set_nonblocking(fd " + std::to_string(fd) + ")");
+        check_owns_fd(fd);
+        if (const int r = detail::set_nonblocking(fd, true); r < 0) {
+            detail::throw_os_error(-r, "Async: set_nonblocking(fd " + std::to_string(fd) + ")" +
+                                           (r == -EBADF ? " (not an open file descriptor)" : ""));
+        }
         init();
     }
 
@@ -304,6 +344,9 @@ public:
 
     // ---- byte streams: TcpStream, UnixStream, OwnedFd ------------------------------------------
 
+    // An empty buffer: every stream operation below completes at once (read and write yield
+    // 0), without a syscall, whatever the state of the fd.
+
     /// Reads at most `buf.size()` bytes; yields how many (0 = end of file, or an empty `buf`).
     [[nodiscard]] auto read(std::span<std::byte> buf) noexcept
         requires detail::is_stream_v<T>
@@ -354,11 +397,14 @@ public:
             total += n;
         }
     }
-    /// Reads without consuming (MSG_PEEK); yields how many bytes were copied.
+    /// Reads without consuming (MSG_PEEK); yields how many bytes were copied. On a stream, an
+    /// empty `buf` yields 0 at once; on a datagram socket it waits for a datagram (as recv(2)).
     [[nodiscard]] auto peek(std::span<std::byte> buf) noexcept
         requires(detail::is_socket_stream_v<T> || detail::is_datagram_v<T>)
     {
-        return detail::IoAwaiter<detail::PeekOp>(source_, detail::Direction::read, {fd(), buf});
+        constexpr bool stream = detail::is_socket_stream_v<T>;
+        return detail::IoAwaiter<detail::PeekOp>(source_,
+                                                 detail::Direction::read, {fd(), buf, stream});
     }
 
     // ---- listeners ------------------------------------------------------------------------------
@@ -475,7 +521,8 @@ public:
     {
         return detail::IoAwaiter<detail::SendToOp<net::UnixSocketAddr>>(source_, detail::Direction::write, {fd(), buf, &to});
     }
-    /// Receives one datagram; yields its length and sender.
+    /// Receives one datagram; yields its length and sender. The excess of a datagram larger
+    /// than `buf` is discarded: with an empty `buf` it waits for a datagram, drops it, yields 0.
     [[nodiscard]] auto recv_from(std::span<std::byte> buf) noexcept
         requires detail::is_datagram_v<T>
     {
@@ -504,7 +551,17 @@ public:
 private:
     using addr_type = std::conditional_t<std::is_same_v<T, net::UnixDatagram>, net::UnixSocketAddr, net::SocketAddr>;
     struct adopt_tag {};
-    Async(adopt_tag, T io) : io_(std::move(io)) { init(); }
+    Async(adopt_tag, T io) : io_(std::move(io)) {
+        check_owns_fd(io_.native_handle());
+        init();
+    }
+
+    static void check_owns_fd(int fd) {
+        if (fd < 0) {
+            detail::throw_os_error(EBADF, "Async: the object owns no file descriptor (fd " +
+                                              std::to_string(fd) + ": empty or moved-from)");
+        }
+    }
 
     int fd() const noexcept { return io_.native_handle(); }
 
@@ -525,6 +582,11 @@ private:
         } catch (const std::system_error& e) {
             if (e.code() == std::errc::file_exists) {
                 if constexpr (requires { (void)io_.release(); }) (void)io_.release();
+            }
+            if (e.code() == std::errc::operation_not_permitted && !detail::is_regular_file(fd)) {
+                detail::throw_os_error(EPERM, "Async: cannot register fd " + std::to_string(fd) +
+                                                  " with the reactor (" + detail::unpollable_kind(fd) +
+                                                  ")");
             }
             throw;
         }

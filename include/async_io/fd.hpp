@@ -65,9 +65,9 @@ public:
     bool is_nonblocking() const;
 
     /// read(2): reads up to buf.size() bytes and returns how many; 0 means end of file (or an
-    /// empty `buf`). Blocks in blocking mode; in non-blocking mode throws std::system_error equal
-    /// to std::errc::operation_would_block when nothing is available. Other errors: std::system_error
-    /// ("read"). EINTR is retried.
+    /// empty `buf`: 0 at once, without a syscall). Blocks in blocking mode; in non-blocking mode
+    /// throws std::system_error equal to std::errc::operation_would_block when nothing is
+    /// available. Other errors: std::system_error ("read"). EINTR is retried.
     std::size_t read(std::span<std::byte> buf);
     /// write(2): writes up to buf.size() bytes and returns how many (possibly fewer). Blocks in
     /// blocking mode; in non-blocking mode throws std::system_error equal to

@@ -260,8 +260,8 @@ public:
     /// <addr>") only for errors known at once (no socket, bad address, ...).
     static TcpStream connect_nonblocking(const SocketAddr& addr);
 
-    /// Reads up to buf.size() bytes; returns how many, 0 at end of stream (or for an empty
-    /// buffer). Blocks until data is available in blocking mode. Throws std::system_error
+    /// Reads up to buf.size() bytes; returns how many, 0 at end of stream (or, at once, for an
+    /// empty buffer). Blocks until data is available in blocking mode. Throws std::system_error
     /// ("read"), e.g. std::errc::connection_reset.
     std::size_t read(std::span<std::byte> buf);
     /// Writes up to buf.size() bytes (possibly fewer); returns how many. Blocks until there is
@@ -284,7 +284,8 @@ public:
     void set_nodelay(bool nodelay);
     /// Whether TCP_NODELAY is set. Throws std::system_error.
     bool nodelay() const;
-    /// Sets IP_TTL (IPv4) or IPV6_UNICAST_HOPS (IPv6). Throws std::system_error.
+    /// Sets IP_TTL (IPv4) or IPV6_UNICAST_HOPS (IPv6). Throws std::invalid_argument above 255,
+    /// std::system_error ("setsockopt(IP_TTL, 0)") for what the OS refuses (0 on IPv4).
     void set_ttl(std::uint32_t ttl);
     /// The IP_TTL / IPV6_UNICAST_HOPS value. Throws std::system_error.
     std::uint32_t ttl() const;
@@ -317,8 +318,8 @@ public:
 
     /// The local address (with the real port after binding port 0). Throws std::system_error.
     SocketAddr local_addr() const;
-    /// Sets IP_TTL (IPv4) or IPV6_UNICAST_HOPS (IPv6) for accepted streams. Throws
-    /// std::system_error.
+    /// Sets IP_TTL (IPv4) or IPV6_UNICAST_HOPS (IPv6) for accepted streams. Throws as
+    /// TcpStream::set_ttl.
     void set_ttl(std::uint32_t ttl);
     /// The IP_TTL / IPV6_UNICAST_HOPS value. Throws std::system_error.
     std::uint32_t ttl() const;
@@ -372,7 +373,8 @@ public:
     void set_broadcast(bool broadcast);
     /// Whether SO_BROADCAST is set. Throws std::system_error.
     bool broadcast() const;
-    /// Sets IP_TTL (IPv4) or IPV6_UNICAST_HOPS (IPv6). Throws std::system_error.
+    /// Sets IP_TTL (IPv4) or IPV6_UNICAST_HOPS (IPv6). Throws std::invalid_argument above 255,
+    /// std::system_error ("setsockopt(IP_TTL, 0)") for what the OS refuses (0 on IPv4).
     void set_ttl(std::uint32_t ttl);
     /// The IP_TTL / IPV6_UNICAST_HOPS value. Throws std::system_error.
     std::uint32_t ttl() const;
@@ -410,7 +412,7 @@ public:
     /// std::system_error ("socketpair").
     static std::pair<UnixStream, UnixStream> pair();
 
-    /// As TcpStream::read: up to buf.size() bytes, 0 at end of stream.
+    /// As TcpStream::read: up to buf.size() bytes, 0 at end of stream (or for an empty buffer).
     std::size_t read(std::span<std::byte> buf);
     /// As TcpStream::write; never raises SIGPIPE (std::errc::broken_pipe instead).
     std::size_t write(std::span<const std::byte> buf);
@@ -514,8 +516,10 @@ ASYNC_IO_API const std::error_category& resolve_category() noexcept;
 /// duplicates. Blocks (possibly for seconds, on DNS); thread-safe, so it may run on a helper
 /// thread. Throws std::system_error with a message naming the call, e.g.
 /// `resolve("nonexistent.invalid"): Name or service not known`, whose code is in
-/// resolve_category() (or std::system_category() for a system error); std::invalid_argument
-/// for a host containing a NUL byte.
+/// resolve_category() (or std::system_category() for a system error). Throws
+/// std::invalid_argument, before any lookup, for what cannot be a host: an empty string, a NUL
+/// byte, "host:port" ("127.0.0.1:80"), an IPv6 address in brackets ("[::1]") or another text
+/// with ':' that is not an IPv6 address; the message quotes `host` and says what is wrong.
 ASYNC_IO_API std::vector<SocketAddr> resolve(std::string_view host, std::uint16_t port);
 
 }  // namespace async_io::net

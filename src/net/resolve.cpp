@@ -1,6 +1,7 @@
 // Blocking name resolution with getaddrinfo, which is thread-safe, so an awaitable form can run
 // this on a helper thread.
 #include <async_io/net.hpp>
+#include "net/socket_ops.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -8,7 +9,9 @@
 #include <stdexcept>
 #include <string>
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 namespace async_io::net {
@@ -40,11 +43,11 @@ const std::error_category& resolve_category() noexcept {
 }
 
 std::vector<SocketAddr> resolve(std::string_view host, std::uint16_t port) {
-    const std::string host_z(host);
-    const std::string what = "resolve(\"" + host_z + "\")";
-    if (host_z.find('\0') != std::string::npos) {
-        throw std::invalid_argument(what + ": host name contains a NUL byte");
+    const std::string what = "resolve(" + detail::quoted(host) + ")";
+    if (const char* problem = detail::host_problem(host)) {
+        throw std::invalid_argument(what + ": " + problem);
     }
+    const std::string host_z(host);
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     // One entry per address rather than one per socket type.
@@ -72,3 +75,29 @@ std::vector<SocketAddr> resolve(std::string_view host, std::uint16_t port) {
 }
 
 }  // namespace async_io::net
+
+namespace async_io::detail {
+
+const char* host_problem(std::string_view host) noexcept {
+    if (host.empty()) return "empty host name";
+    if (host.find('\0') != std::string_view::npos) return "host name contains a NUL byte";
+    if (host.front() == '[') {
+        return "an IPv6 address is given without brackets (\"::1\"), and the port separately";
+    }
+    if (host.find(':') == std::string_view::npos) return nullptr;
+    // Only an IPv6 address (possibly with a "%zone") has a ':'; anything else is "host:port".
+    const std::string_view ip = host.substr(0, host.find('%'));
+    char text[INET6_ADDRSTRLEN];
+    in6_addr parsed{};
+    if (ip.size() < sizeof text) {
+        ip.copy(text, ip.size());
+        text[ip.size()] = '\0';
+        if (::inet_pton(AF_INET6, text, &parsed) == 1) return nullptr;
+    }
+    if (host.find(':') == host.rfind(':')) {
+        return "\"host:port\" given as the host: give the port as resolve's second argument";
+    }
+    return "invalid IPv6 address (a host name has no ':')";
+}
+
+}  // namespace async_io::detail

@@ -3,6 +3,8 @@
 #include "sys/posix.hpp"
 
 #include <cerrno>
+#include <stdexcept>
+#include <string>
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -118,11 +120,19 @@ bool is_ipv6_socket(native_handle_type fd, const char* what) {
 }  // namespace
 
 void set_ttl(native_handle_type fd, std::uint32_t ttl) {
+    // The option is an int: 2^32-1 would become -1, which the OS takes as "the default".
+    if (ttl > 255) {
+        throw std::invalid_argument("set_ttl(" + std::to_string(ttl) +
+                                    "): a TTL (IPv6: hop limit) is at most 255");
+    }
     const int value = static_cast<int>(ttl);
-    if (is_ipv6_socket(fd, "set_ttl")) {
-        set_int_option(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, value, "setsockopt(IPV6_UNICAST_HOPS)");
-    } else {
-        set_int_option(fd, IPPROTO_IP, IP_TTL, value, "setsockopt(IP_TTL)");
+    const bool v6 = is_ipv6_socket(fd, "set_ttl");
+    const int level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
+    const int name = v6 ? IPV6_UNICAST_HOPS : IP_TTL;
+    if (::setsockopt(fd, level, name, &value, sizeof value) != 0) {
+        const int err = errno;  // before building the message, which may allocate
+        const char* option = v6 ? "setsockopt(IPV6_UNICAST_HOPS, " : "setsockopt(IP_TTL, ";
+        throw_os_error(err, option + std::to_string(ttl) + ")");
     }
 }
 

@@ -2,6 +2,7 @@
 // The bytes are only ever read and written through memcpy into the OS structures, so there is
 // no aliasing question.
 #include <async_io/net.hpp>
+#include "net/socket_ops.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -137,24 +138,6 @@ const char* parse_impl(std::string_view text, SocketAddr& out) noexcept {
     return nullptr;
 }
 
-/// `text` in double quotes, with control and non-ASCII bytes escaped, for error messages.
-std::string quoted(std::string_view text) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out = "\"";
-    for (char c : text) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
-            out += "\\x";
-            out += hex[u >> 4];
-            out += hex[u & 0xf];
-        } else {
-            out += c;
-        }
-    }
-    out += '"';
-    return out;
-}
-
 }  // namespace
 
 SocketAddr::SocketAddr() noexcept : storage_{}, family_(Family::v4) {
@@ -191,7 +174,7 @@ SocketAddr SocketAddr::v6_from_octets(std::array<std::uint8_t, 16> octets, std::
 SocketAddr SocketAddr::parse(std::string_view text) {
     SocketAddr addr;
     if (const char* err = parse_impl(text, addr)) {
-        throw std::invalid_argument("SocketAddr::parse(" + quoted(text) + "): " + err);
+        throw std::invalid_argument("SocketAddr::parse(" + detail::quoted(text) + "): " + err);
     }
     return addr;
 }
@@ -354,3 +337,29 @@ std::size_t SocketAddr::hash() const noexcept {
 std::ostream& operator<<(std::ostream& os, const SocketAddr& addr) { return os << addr.to_string(); }
 
 }  // namespace async_io::net
+
+namespace async_io::detail {
+
+std::string quoted(std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
+    const std::string_view shown = text.substr(0, quoted_limit);
+    std::string out = "\"";
+    for (char c : shown) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
+            out += "\\x";
+            out += hex[u >> 4];
+            out += hex[u & 0xf];
+        } else {
+            out += c;
+        }
+    }
+    if (shown.size() < text.size()) {
+        out += "...\" (" + std::to_string(text.size()) + " bytes)";
+    } else {
+        out += '"';
+    }
+    return out;
+}
+
+}  // namespace async_io::detail

@@ -5,8 +5,10 @@
 
 #include <async_io/net.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace async_io::detail {
@@ -44,5 +46,17 @@ void shutdown_socket(native_handle_type fd, net::Shutdown how);
 
 /// The AF_INET / AF_INET6 of `addr`.
 int domain_of(const net::SocketAddr& addr) noexcept;
+
+/// `text` in double quotes for an error message: control and non-ASCII bytes, '"' and the
+/// backslash written as \xHH; text longer than `quoted_limit` bytes is cut there and followed
+/// by `..." (N bytes)`, so that a megabyte of junk does not become a megabyte of message.
+inline constexpr std::size_t quoted_limit = 256;
+std::string quoted(std::string_view text);
+
+/// Why `host` cannot be a host name or numeric address for resolve(), or nullptr. Pure (no
+/// lookup): it catches the mistakes getaddrinfo would only answer after a DNS round trip with
+/// an unhelpful "Name or service not known": an empty host, a NUL byte, a "host:port" string,
+/// an IPv6 address in brackets.
+const char* host_problem(std::string_view host) noexcept;
 
 }  // namespace async_io::detail

@@ -35,6 +35,7 @@ TcpStream TcpStream::connect_nonblocking(const SocketAddr& addr) {
 }
 
 std::size_t TcpStream::read(std::span<std::byte> buf) {
+    if (buf.empty()) return 0;  // recv(2) of 0 bytes would wait for data
     return detail::check_io(detail::sys_recv(native_handle(), buf, 0), "read");
 }
 
@@ -43,6 +44,7 @@ std::size_t TcpStream::write(std::span<const std::byte> buf) {
 }
 
 std::size_t TcpStream::peek(std::span<std::byte> buf) {
+    if (buf.empty()) return 0;
     return detail::check_io(detail::sys_recv(native_handle(), buf, MSG_PEEK), "peek");
 }
 

@@ -62,6 +62,7 @@ std::pair<UnixStream, UnixStream> UnixStream::pair() {
 }
 
 std::size_t UnixStream::read(std::span<std::byte> buf) {
+    if (buf.empty()) return 0;  // recv(2) of 0 bytes would wait for data
     return detail::check_io(detail::sys_recv(native_handle(), buf, 0), "read");
 }
 
@@ -70,6 +71,7 @@ std::size_t UnixStream::write(std::span<const std::byte> buf) {
 }
 
 std::size_t UnixStream::peek(std::span<std::byte> buf) {
+    if (buf.empty()) return 0;
     return detail::check_io(detail::sys_recv(native_handle(), buf, MSG_PEEK), "peek");
 }
 

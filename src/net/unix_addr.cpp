@@ -4,6 +4,7 @@
 //  - abstract (Linux/Android): sun_path[0] is NUL, the name is the rest of the covered bytes;
 //  - pathname: otherwise; the path ends at the first NUL (the kernel counts the terminator).
 #include <async_io/net.hpp>
+#include "net/socket_ops.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -30,19 +31,6 @@ constexpr bool has_abstract_names = true;
 constexpr bool has_abstract_names = false;
 #endif
 
-std::string quoted(std::string_view text) {
-    std::string out = "\"";
-    for (char c : text) {
-        if (c == '\0') {
-            out += "\\0";
-        } else {
-            out += c;
-        }
-    }
-    out += '"';
-    return out;
-}
-
 }  // namespace
 
 UnixSocketAddr::UnixSocketAddr() noexcept : storage_{}, len_(static_cast<std::uint8_t>(path_offset)) {
@@ -55,10 +43,10 @@ std::size_t UnixSocketAddr::max_path_length() noexcept { return sun_path_size - 
 UnixSocketAddr UnixSocketAddr::from_pathname(std::string_view path) {
     if (path.empty()) throw std::invalid_argument("Unix socket path is empty");
     if (path.find('\0') != std::string_view::npos) {
-        throw std::invalid_argument("Unix socket path " + quoted(path) + " contains a NUL byte");
+        throw std::invalid_argument("Unix socket path " + detail::quoted(path) + " contains a NUL byte");
     }
     if (path.size() > max_path_length()) {
-        throw std::invalid_argument("Unix socket path " + quoted(path) + " is " +
+        throw std::invalid_argument("Unix socket path " + detail::quoted(path) + " is " +
                                     std::to_string(path.size()) + " bytes long; the limit is " +
                                     std::to_string(max_path_length()) + " (sockaddr_un::sun_path)");
     }
@@ -75,7 +63,7 @@ UnixSocketAddr UnixSocketAddr::from_abstract_name(std::string_view name) {
                                 "UnixSocketAddr::from_abstract_name: no abstract names on this OS");
     }
     if (name.size() > max_path_length()) {
-        throw std::invalid_argument("abstract Unix socket name " + quoted(name) + " is " +
+        throw std::invalid_argument("abstract Unix socket name " + detail::quoted(name) + " is " +
                                     std::to_string(name.size()) + " bytes long; the limit is " +
                                     std::to_string(max_path_length()) +
                                     " (sockaddr_un::sun_path less the leading NUL)");

@@ -43,6 +43,7 @@ bool OwnedFd::is_nonblocking() const {
 }
 
 std::size_t OwnedFd::read(std::span<std::byte> buf) {
+    if (buf.empty()) return 0;  // on a socket, read(2) of 0 bytes would wait for data
     return detail::check_io(detail::sys_read(fd_, buf), "read");
 }
 

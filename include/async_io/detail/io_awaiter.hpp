@@ -80,6 +80,14 @@ private:
 
     // Runs the operation if the direction may be ready; true when it completed.
     bool try_op() noexcept {
+        // An operation on an empty buffer completes at once with 0, without a syscall and
+        // whatever the readiness cache says (recv(2) of 0 bytes on a stream socket would wait).
+        if constexpr (requires(const Op& o) { o.empty_buffer(); }) {
+            if (op_.empty_buffer()) {
+                result_ = 0;
+                return true;
+            }
+        }
         auto& st = word();
         for (;;) {
             seen_ = st.load(std::memory_order_acquire);

@@ -70,19 +70,20 @@ ASYNC_IO_API int source_link(Source& s, Direction d, WaitNode& n, std::uint32_t 
 /// list. Only the thread that runs `n`'s task.
 ASYNC_IO_API void source_unlink(Source& s, Direction d, WaitNode& n) noexcept;
 
-/// A pending timer: lives in the awaiting frame, linked into the reactor's timer heap while it
-/// waits. `heap_index` is the reactor's (guarded by its timer lock).
+/// A pending timer: lives in the awaiting frame. While armed, `slot` names the reactor's slot
+/// that points at it (guarded by the reactor's timer lock); `no_slot` otherwise.
 struct TimerEntry {
-    std::chrono::steady_clock::time_point deadline;
-    std::size_t heap_index = static_cast<std::size_t>(-1);
+    static constexpr std::uint32_t no_slot = UINT32_MAX;
     WaitNode node;
+    std::uint32_t slot = no_slot;
 };
 
-/// Adds `e` (deadline, node.task and node.handle set) to the timer heap; it is woken once the
-/// deadline has passed. Interrupts a driver sleeping past the new deadline.
-ASYNC_IO_API void timer_insert(TimerEntry& e);
-/// The cancel half: removes `e` from the heap, or, if it already fired, from its task's ready
-/// list. Only the thread that runs `e`'s task. Costs O(log n) and leaves nothing behind.
+/// Arms `e` (node.task and node.handle set): it is woken once `deadline` has passed. Interrupts
+/// a driver sleeping past the new deadline. Throws std::bad_alloc (nothing armed then).
+ASYNC_IO_API void timer_insert(TimerEntry& e, std::chrono::steady_clock::time_point deadline);
+/// The cancel half: disarms `e`, or, if it already fired, removes it from its task's ready list.
+/// Only the thread that runs `e`'s task. O(1) amortised; memory stays proportional to the
+/// number of armed timers.
 ASYNC_IO_API void timer_remove(TimerEntry& e) noexcept;
 /// Changes the deadline of a waiting `e` (re-arms it if it already fired but was not resumed).
 /// Only the thread that runs `e`'s task.

@@ -166,7 +166,19 @@ public:
     /// again, possibly on another thread at once); if not, it stays queued, so that no wake can
     /// hand it to another runner before this one is done with it, until the runner calls
     /// `finish_run`. Only the task's runner calls these.
-    ASYNC_IO_API bool run(unsigned budget = ~0u, bool go_idle = true);
+    /// If `start` is given, it is resumed first (a spawned task's first step, which has no wait
+    /// node), counting as one of the `budget` resumptions.
+    ASYNC_IO_API bool run(unsigned budget = ~0u, bool go_idle = true, std::coroutine_handle<> start = {});
+    /// Hands a task that has no ready node yet to its runner (a spawned task's first step); the
+    /// runner's `run` must then pass the start handle. Any thread; the task must be idle.
+    void schedule_start() noexcept {
+        lock_.lock();
+        if (!queued_) {
+            queued_ = true;
+            runner_->schedule(*this);
+        }
+        lock_.unlock();
+    }
     /// Ends a `run(budget, false)` step: the task goes idle if no node became ready meanwhile
     /// (returns false), else it stays queued and the runner must run it again (returns true).
     bool finish_run() noexcept {
