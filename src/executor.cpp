@@ -14,6 +14,11 @@
 // synchronously (include/async_io/detail/wait.hpp).
 #include <async_io/executor.hpp>
 
+#include <cassert>
+#include <cstdint>
+#include <new>
+#include <stdexcept>
+
 namespace async_io::detail {
 
 namespace {
@@ -23,14 +28,33 @@ constexpr std::size_t loop_batch = 64;  // tasks per run-loop round before it yi
 
 // ---- Spawned ------------------------------------------------------------------------------------
 
-Spawned::Spawned(ExecutorState& ex, std::coroutine_handle<> frame) noexcept
-    : TaskCore(&ex), ex_(ex), frame_(frame) {
-    start_node.task = this;
-    start_node.handle = frame;
+static_assert(sizeof(Spawned) <= sizeof(FrameHeader::task_state), "Spawned must fit in a Task frame's header");
+static_assert(alignof(Spawned) <= 16);
+
+Spawned::Spawned(ExecutorState& ex) noexcept : TaskCore(&ex) {}
+
+Spawned* Spawned::create(ExecutorState& ex, void* frame_address) noexcept {
+    FrameHeader* h = frame_header(frame_address);
+    assert(h->magic == FrameHeader::magic_value && h->refs.load() == 0 &&
+           "spawn: not an unspawned Task frame (coroutine_handle::address() must be the frame block)");
+    auto* s = ::new (static_cast<void*>(h->task_state)) Spawned(ex);
+    h->refs.store(3, std::memory_order_relaxed);  // the frame, the live list, the JoinHandle
+    return s;
 }
 
+ExecutorState& Spawned::executor() const noexcept { return static_cast<ExecutorState&>(*runner()); }
+
 void Spawned::release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    FrameHeader* h = header();
+    if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        this->~Spawned();
+        h->~FrameHeader();
+        ::operator delete(h);
+    }
+}
+
+void release_spawned_frame(FrameHeader* h) noexcept {
+    std::launder(reinterpret_cast<Spawned*>(h->task_state))->release();
 }
 
 bool Spawned::join_or_link(WaitNode& n) {
@@ -65,9 +89,9 @@ void Spawned::destroy_frame() noexcept {
     }
     frame_gone_ = true;
     st_.unlock();
-    cancel_ready(start_node);  // never started: its first resumption is still queued
-    frame_.destroy();
-    if (in_live_list.load(std::memory_order_acquire)) ex_.unlink_live(*this);
+    const bool live = in_live_list.load(std::memory_order_acquire);
+    frame().destroy();  // drops the frame's reference; the caller holds another
+    if (live) executor().unlink_live(*this);
 }
 
 void Spawned::complete() noexcept {
@@ -78,7 +102,7 @@ void Spawned::complete() noexcept {
     st_.unlock();
     // Leave the live list first: from here on the executor may be destroyed before the
     // JoinHandle takes the result (and destroys the frame).
-    ex_.unlink_live(*this);
+    executor().unlink_live(*this);
     if (unwanted) destroy_frame();
 }
 
@@ -146,13 +170,15 @@ bool Spawned::run_step(unsigned budget) {
         return false;
     }
     running_ = true;
+    const bool first = !started_;
+    started_ = true;
     st_.unlock();
 
     // The task stays queued through the whole step (run(..., false)): a wake meanwhile only
     // appends to its ready list, so no other runner can start it while this one still reads its
     // frame and its flags. It goes idle (schedulable again) only in finish_run, at the very end.
-    run(budget, false);
-    const bool done = frame_.done();
+    run(budget, false, first ? frame() : std::coroutine_handle<>{});
+    const bool done = frame().done();
 
     st_.lock();
     running_ = false;
@@ -172,18 +198,25 @@ bool Spawned::run_step(unsigned budget) {
 // ---- ExecutorState ------------------------------------------------------------------------------
 
 ExecutorState::~ExecutorState() {
-    for (;;) {
-        lock_.lock();
-        Spawned* t = live_;
-        if (!t) {
+    // Cancelling a task may cancel others (its frame held their JoinHandles): scan until a whole
+    // pass finds no live task.
+    for (bool found = true; found;) {
+        found = false;
+        for (std::size_t i = 0;; ++i) {
+            lock_.lock();
+            while (i < live_.size() && !live_[i]) ++i;
+            if (i == live_.size()) {
+                lock_.unlock();
+                break;
+            }
+            Spawned* t = live_[i];
+            t->add_ref();
             lock_.unlock();
-            break;
+            found = true;
+            t->cancel_by_executor();
+            unlink_live(*t);
+            t->release();
         }
-        t->add_ref();
-        lock_.unlock();
-        t->cancel_by_executor();  // unlinks it from live_
-        unlink_live(*t);
-        t->release();
     }
     lock_.lock();
     Spawned* q = std::exchange(queue_head_, nullptr);
@@ -197,16 +230,30 @@ ExecutorState::~ExecutorState() {
 }
 
 Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
-    auto* t = new Spawned(*this, frame);
-    t->add_ref();  // the JoinHandle's
     lock_.lock();
+    std::uint32_t index;
+    if (!free_live_.empty()) {
+        index = free_live_.back();
+        free_live_.pop_back();
+    } else {
+        try {
+            if (live_.size() >= UINT32_MAX) throw std::length_error("async_io: too many live tasks");
+            live_.push_back(nullptr);
+            // Room for every slot to be free at once: unlink_live (noexcept) never allocates.
+            free_live_.reserve(live_.capacity());
+        } catch (...) {
+            lock_.unlock();
+            throw;  // the Task still owns the frame and destroys it
+        }
+        index = static_cast<std::uint32_t>(live_.size() - 1);
+    }
+    Spawned* t = Spawned::create(*this, frame.address());
+    t->live_index = index;
     t->in_live_list.store(true, std::memory_order_relaxed);
-    t->next_live = live_;
-    if (live_) live_->prev_live = t;
-    live_ = t;
+    live_[index] = t;
     ++live_count_;
     lock_.unlock();
-    t->wake(t->start_node);  // queues its first resumption
+    t->schedule_start();  // queues its first step
     return t;
 }
 
@@ -217,9 +264,8 @@ void ExecutorState::unlink_live(Spawned& t) noexcept {
         return;
     }
     t.in_live_list.store(false, std::memory_order_release);
-    if (t.prev_live) t.prev_live->next_live = t.next_live; else live_ = t.next_live;
-    if (t.next_live) t.next_live->prev_live = t.prev_live;
-    t.prev_live = t.next_live = nullptr;
+    live_[t.live_index] = nullptr;
+    free_live_.push_back(t.live_index);
     --live_count_;
     lock_.unlock();
     t.release();  // the live list's reference

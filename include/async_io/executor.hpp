@@ -11,9 +11,11 @@
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace async_io {
 
@@ -25,20 +27,24 @@ namespace detail {
 
 class ExecutorState;
 
-/// One spawned task: its scheduling core, its root frame (the spawned Task's own), and the state
-/// its JoinHandle and its executor share. See src/executor.cpp for the protocol.
+/// One spawned task: its scheduling core and the state its JoinHandle and its executor share.
+/// It lives in the header of the spawned Task's own frame block (FrameHeader, task.hpp), so a
+/// spawned task is one allocation. See src/executor.cpp for the protocol.
 ///
-/// Lifetime: reference counted; the executor's list of live tasks, a queue entry, and the
-/// JoinHandle each hold a reference. The frame is destroyed exactly once: by the runner after
-/// the task completed and nobody wants the result, by the JoinHandle after it took the result,
-/// or on cancellation (JoinHandle destroyed, executor destroyed).
+/// Lifetime: the block is reference counted (FrameHeader::refs): the frame itself, the
+/// executor's list of live tasks, a queue entry, and the JoinHandle each hold a reference; the
+/// last one frees the block. The frame is destroyed exactly once: by the runner after the task
+/// completed and nobody wants the result, by the JoinHandle after it took the result, or on
+/// cancellation (JoinHandle destroyed, executor destroyed).
 class ASYNC_IO_API Spawned : public TaskCore {
 public:
-    Spawned(ExecutorState& ex, std::coroutine_handle<> frame) noexcept;
+    /// Builds the state in the header of `frame`'s block (a Task frame that has not started),
+    /// holding three references: the frame's, the live list's and the JoinHandle's.
+    static Spawned* create(ExecutorState& ex, void* frame_address) noexcept;
     Spawned(const Spawned&) = delete;
     Spawned& operator=(const Spawned&) = delete;
 
-    void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+    void add_ref() noexcept { header()->refs.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept;
 
     // JoinHandle side (any thread).
@@ -59,26 +65,32 @@ public:
     /// Runs the task on this thread; returns true if it must be queued again (it stays queued).
     bool run_step(unsigned budget);
 
-    std::coroutine_handle<> frame() const noexcept { return frame_; }
+    /// The spawned Task's frame (coroutine_handle<>::address()); valid until the frame is destroyed.
+    void* frame_address() const noexcept {
+        return const_cast<unsigned char*>(reinterpret_cast<const unsigned char*>(this)) + sizeof(FrameHeader);
+    }
 
-    Spawned* prev_live = nullptr;  // the executor's list of live tasks (its lock)
-    Spawned* next_live = nullptr;
     Spawned* next_queued = nullptr;  // the executor's run queue (its lock)
+    std::uint32_t live_index = 0;    // its slot in the executor's table of live tasks (its lock)
     /// In the executor's list of live tasks. Once cleared (completion, cancellation, or the
     /// executor's destructor), the task never touches its executor again, so a JoinHandle may
     /// outlive the executor.
     std::atomic<bool> in_live_list{false};
-    WaitNode start_node;             // its first resumption, queued by spawn
 
 private:
+    explicit Spawned(ExecutorState& ex) noexcept;
     ~Spawned() = default;
+    friend void release_spawned_frame(FrameHeader* h) noexcept;
+    FrameHeader* header() const noexcept {
+        return reinterpret_cast<FrameHeader*>(const_cast<Spawned*>(this));  // task_state is at offset 0
+    }
+    std::coroutine_handle<> frame() const noexcept { return std::coroutine_handle<>::from_address(frame_address()); }
+    ExecutorState& executor() const noexcept;
     void destroy_frame() noexcept;   // once; then unlinks from the executor's live list
     void complete() noexcept;        // the frame finished: wake the joiner, maybe destroy
 
-    ExecutorState& ex_;
-    std::coroutine_handle<> frame_;
-    std::atomic<int> refs_{1};  // the live list's
     SpinLock st_;               // guards the fields below
+    bool started_ = false;      // its first step has run (or been claimed)
     bool running_ = false;      // a thread is running it (or destroying its frame)
     bool completed_ = false;
     bool cancelled_ = false;
@@ -96,6 +108,8 @@ public:
     ExecutorState& operator=(const ExecutorState&) = delete;
     ~ExecutorState();  // cancels every live task
 
+    /// Takes over `frame` (an unstarted Task frame) as a spawned task and queues its first step.
+    /// Throws std::bad_alloc (the caller still owns the frame then).
     Spawned* spawn(std::coroutine_handle<> frame);
     void schedule(TaskCore& t) noexcept override;
 
@@ -133,7 +147,11 @@ private:
     Spawned* queue_head_ = nullptr;
     Spawned* queue_tail_ = nullptr;
     WaitList sleepers_;
-    Spawned* live_ = nullptr;
+    // The live tasks, for the destructor to cancel: a table with a free list rather than a
+    // linked list, so that a task leaves it without touching other tasks' memory (1M tasks
+    // completing in random order would take two cache misses each, in scattered frames).
+    std::vector<Spawned*> live_;
+    std::vector<std::uint32_t> free_live_;
     std::size_t live_count_ = 0;
 };
 
@@ -146,11 +164,17 @@ public:
     /// - The task first runs when a thread runs the executor (`run`), never inline in spawn.
     /// - It is resumed only by threads running this executor, one thread at a time.
     /// - Any thread may call spawn, also from inside a task of this or another executor.
+    /// - Memory: the task's frame and its scheduling state are one allocation (see FrameHeader in
+    ///   task.hpp), freed when the task has completed and its result was taken (or discarded).
+    ///   A completed task's locals are gone, but its by-value parameters live as long as its
+    ///   frame, as with every C++ coroutine: a socket passed by value stays open until the
+    ///   JoinHandle is awaited, detached or destroyed. Move such a parameter into a local at the
+    ///   start of the body if the peer must see it closed when the task ends.
     template <class T>
     JoinHandle<T> spawn(Task<T> task) {
-        auto h = task.release();
-        Spawned* s = state_->spawn(h);
-        return JoinHandle<T>(s, h);
+        detail::Spawned* s = state_->spawn(task.handle());  // may throw: `task` still owns the frame
+        (void)task.release();
+        return JoinHandle<T>(s);
     }
     /// Spawns any other awaitable (a Timer, `timeout(...)`, an I/O operation): it is moved into
     /// a task of its own that awaits it.
@@ -205,12 +229,11 @@ template <class T>
 class [[nodiscard]] JoinHandle {
 public:
     JoinHandle() noexcept = default;
-    JoinHandle(JoinHandle&& o) noexcept : s_(std::exchange(o.s_, nullptr)), h_(o.h_) {}
+    JoinHandle(JoinHandle&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
     JoinHandle& operator=(JoinHandle&& o) noexcept {
         if (this != &o) {
             reset();
             s_ = std::exchange(o.s_, nullptr);
-            h_ = o.h_;
         }
         return *this;
     }
@@ -249,7 +272,7 @@ public:
             if (s->cancelled())
                 throw std::system_error(std::make_error_code(std::errc::operation_canceled),
                                         "JoinHandle: the task was cancelled");
-            return j_.h_.promise().take();
+            return Task<T>::handle_type::from_address(s->frame_address()).promise().take();
         }
 
     private:
@@ -264,13 +287,12 @@ public:
 private:
     template <class>
     friend class detail::ExecutorBase;
-    JoinHandle(detail::Spawned* s, typename Task<T>::handle_type h) noexcept : s_(s), h_(h) {}
+    explicit JoinHandle(detail::Spawned* s) noexcept : s_(s) {}
     void reset() noexcept {
         if (s_) std::exchange(s_, nullptr)->cancel();
     }
 
     detail::Spawned* s_ = nullptr;
-    typename Task<T>::handle_type h_;
 };
 
 /// An executor whose tasks run on the one thread that runs it (`block_on(ex.run(...))`); wakes

@@ -1,9 +1,15 @@
 // Task<T>: the library's lazy coroutine type.
 #pragma once
 
+#include <async_io/detail/export.hpp>
+
+#include <atomic>
 #include <coroutine>
+#include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
+#include <new>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -30,6 +36,26 @@ namespace detail {
 
 struct TaskPromiseBase;
 
+/// Every Task frame is allocated with this header in front of it: room for the state an executor
+/// keeps for a spawned task (detail::Spawned, executor.hpp), so that `spawn` allocates nothing
+/// and a spawned task is one block of memory (as a Rust task is). A frame that is never spawned
+/// leaves the room unused. `refs` is 0 for a frame that was never spawned; once spawned it counts
+/// the references to the whole block (the frame itself holds one, released when the frame is
+/// destroyed), and the block is freed by whoever drops the last (src/executor.cpp).
+struct alignas(16) FrameHeader {
+    static constexpr std::uint32_t magic_value = 0x7a5c0f1eu;
+    alignas(16) unsigned char task_state[64];
+    std::atomic<std::uint32_t> refs{0};
+    std::uint32_t magic = magic_value;  // checked by spawn: the handle's address is the frame's
+};
+static_assert(sizeof(FrameHeader) == 80 && sizeof(FrameHeader) % alignof(std::max_align_t) == 0);
+
+inline FrameHeader* frame_header(void* frame_address) noexcept {
+    return reinterpret_cast<FrameHeader*>(static_cast<unsigned char*>(frame_address) - sizeof(FrameHeader));
+}
+/// Drops the frame's reference to a spawned task's block (src/executor.cpp).
+ASYNC_IO_API void release_spawned_frame(FrameHeader* h) noexcept;
+
 struct TaskFinalAwaiter {
     bool await_ready() const noexcept { return false; }
     template <class P>
@@ -45,6 +71,23 @@ struct TaskPromiseBase {
 #endif
     std::suspend_always initial_suspend() const noexcept { return {}; }
     TaskFinalAwaiter final_suspend() const noexcept { return {}; }
+
+    // The frame's memory: header (see FrameHeader) + frame. Frames are created by the compiler
+    // with exactly these; coroutine_handle::address() is the pointer operator new returned.
+    static void* operator new(std::size_t n) {
+        void* block = ::operator new(sizeof(FrameHeader) + n);
+        ::new (block) FrameHeader{};
+        return static_cast<unsigned char*>(block) + sizeof(FrameHeader);
+    }
+    static void operator delete(void* frame) noexcept {
+        FrameHeader* h = frame_header(frame);
+        if (h->refs.load(std::memory_order_acquire) == 0) {
+            h->~FrameHeader();
+            ::operator delete(h);
+        } else {
+            release_spawned_frame(h);
+        }
+    }
 };
 
 template <class P>
