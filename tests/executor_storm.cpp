@@ -14,6 +14,8 @@
 //
 // Scale: ASYNC_IO_STORM_SCALE multiplies the number of tasks (default 1: four rounds of 4000
 // tasks on an Executor run by 3 threads, two rounds of 2000 on a LocalExecutor run by one).
+// The long mode, `test_executor_storm "[long]"` (not run by ctest), repeats Executor rounds on
+// four or more threads until ASYNC_IO_STORM_CANCELLATIONS (default a million) were cancelled.
 // ASYNC_IO_STORM_SEED fixes the seed of the first round (round k uses seed + k); otherwise a
 // random one is used. The seed is printed either way. ASYNC_IO_STORM_THREADS overrides the number
 // of threads running the Executor; ASYNC_IO_STORM_WATCHDOG the seconds after which a run that
@@ -482,7 +484,7 @@ private:
 };
 
 template <class Ex>
-void run_storm(const char* label, int runner_threads, std::size_t base_tasks, std::uint64_t seed) {
+std::size_t run_storm(const char* label, int runner_threads, std::size_t base_tasks, std::uint64_t seed) {
     constexpr bool local = std::is_same_v<Ex, LocalExecutor>;
     if (const char* t = std::getenv("ASYNC_IO_STORM_THREADS"); t && !local) runner_threads = std::max(1, std::atoi(t));
     const std::size_t n = base_tasks * storm_scale();
@@ -749,6 +751,7 @@ void run_storm(const char* label, int runner_threads, std::size_t base_tasks, st
         if (i < n && st.fates[i] == Fate::outlive) REQUIRE(s.destroyed == 1);
     }
     REQUIRE(created >= n);
+    return destroyed;
 }
 
 }  // namespace
@@ -762,4 +765,21 @@ TEST_CASE("cancellation storm on an Executor run by three threads", "[storm]") {
 TEST_CASE("cancellation storm on a LocalExecutor", "[storm]") {
     const std::uint64_t seed = storm_seed();
     for (std::uint64_t round = 0; round < 2; ++round) run_storm<LocalExecutor>("LocalExecutor", 1, 2000, seed + round);
+}
+
+// The long mode (not run by ctest): rounds on an Executor run by at least four threads until at
+// least ASYNC_IO_STORM_CANCELLATIONS (default 1,000,000) tasks were cancelled mid-flight.
+//   ASYNC_IO_STORM_SCALE=8 tests/test_executor_storm "[long]"
+TEST_CASE("cancellation storm, long mode: a million cancellations on four or more threads", "[.][storm][long]") {
+    std::size_t target = 1'000'000;
+    if (const char* c = std::getenv("ASYNC_IO_STORM_CANCELLATIONS")) target = std::strtoull(c, nullptr, 10);
+    int threads = 4;
+    if (const char* t = std::getenv("ASYNC_IO_STORM_THREADS")) threads = std::max(4, std::atoi(t));
+    const std::uint64_t seed = storm_seed();
+    const auto start = Clock::now();
+    std::size_t cancelled = 0, rounds = 0;
+    while (cancelled < target) cancelled += run_storm<Executor>("Executor (long)", threads, 4000, seed + rounds++);
+    std::printf("storm long: %zu cancellations in %zu rounds on %d threads, %lld s\n", cancelled, rounds, threads,
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count()));
+    REQUIRE(cancelled >= target);
 }
