@@ -111,7 +111,7 @@ public:
     }
 
 private:
-    std::mutex mu_;
+    SpinLock mu_;  // short sections (at most an unpark, which may signal a sleeping thread)
     bool locked_ = false;
     Parker* holder_ = nullptr;
     std::vector<Parker*> waiters_;

@@ -91,7 +91,11 @@ private:
     std::unique_ptr<Poller> poller_;
     bool edge_;  // the backend has edge mode: register once for both directions
 
-    std::mutex sources_mu_;  // guards slots_ and free_head_; held while dispatching events
+    // The reactor's locks are spin locks (detail::SpinLock: spin briefly, then yield), not
+    // std::mutex: every critical section is short (a wake under it may signal a thread), and an
+    // uncontended std::mutex pair costs about as much again (callgrind: 12 lock pairs per
+    // ping-pong round trip with std::mutex were a sixth of all its instructions).
+    SpinLock sources_mu_;  // guards slots_ and free_head_; held while dispatching events
     std::vector<Slot> slots_;
     std::uint32_t free_head_ = UINT32_MAX;
 
@@ -113,7 +117,7 @@ private:
     /// e is armed in this reactor (not in one that fork() abandoned).
     bool owns(const TimerEntry& e) const noexcept;
 
-    std::mutex timers_mu_;  // guards the fields below
+    SpinLock timers_mu_;  // guards the fields below
     std::vector<HeapItem> heap_;
     std::vector<TimerEntry*> timer_slots_;
     std::vector<std::uint32_t> free_timer_slots_;

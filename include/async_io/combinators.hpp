@@ -463,7 +463,7 @@ public:
         if (node_.task) node_.task->cancel_ready(node_);
     }
     bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) noexcept {
+    void await_suspend(std::coroutine_handle<> h) {  // may throw: task_for_suspend
         node_.handle = h;
         node_.task = &detail::task_for_suspend();
         detail::request_yield();

@@ -61,7 +61,7 @@ public:
     }
 
     bool await_ready() noexcept { return try_op(); }
-    bool await_suspend(std::coroutine_handle<> h) noexcept {
+    bool await_suspend(std::coroutine_handle<> h) {  // may throw: task_for_suspend
         node_.handle = h;
         node_.task = &task_for_suspend();
         return !wait_or_complete();
@@ -181,7 +181,7 @@ public:
         seen_ = s_->state[static_cast<unsigned>(d_)].load(std::memory_order_acquire);
         return (seen_ & state_closed) || ((seen_ & state_ready) && seen_ >= state_tick);
     }
-    bool await_suspend(std::coroutine_handle<> h) noexcept {
+    bool await_suspend(std::coroutine_handle<> h) {  // may throw: task_for_suspend
         node_.handle = h;
         node_.task = &task_for_suspend();
         for (;;) {

@@ -218,7 +218,9 @@ private:
 
 /// The task for an awaiter that is suspending now: the running task of this thread, or, for a
 /// coroutine that no runner of this library drives (a user's own coroutine type resumed from a
-/// plain thread), the process-wide task that the async-io thread runs.
+/// plain thread), the process-wide task that the async-io thread runs. Throws std::system_error
+/// if that thread has to be started and cannot be: awaiters call it before linking anything, and
+/// their await_suspend is not noexcept, so the exception reaches the awaiting coroutine.
 ASYNC_IO_API TaskCore& task_for_suspend();
 
 /// Makes the innermost `TaskCore::run` on this thread return after the node it is resuming now
