@@ -7,6 +7,7 @@
 // the co_await; pairs are unpacked by hand where a Catch2 macro would capture them in a lambda
 // (clang 14 cannot capture structured bindings).
 #include "catch.hpp"
+#include "support.hpp"
 
 #include <async_io/async.hpp>
 
@@ -41,6 +42,7 @@
 #endif
 
 using namespace async_io;
+using namespace async_io::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -76,36 +78,6 @@ std::string text(std::span<const std::byte> bytes) {
     return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-/// What an awaitable threw: the code and message of a std::system_error, if any.
-struct Failure {
-    bool threw = false;
-    std::error_code code;
-    std::string what;
-};
-
-/// Awaits `aw` (in the same full expression as the call) and reports the std::system_error it
-/// threw; anything else propagates.
-template <class A>
-Task<Failure> failure_of(A&& aw) {
-    Failure f;
-    try {
-        co_await aw;  // by name: GCC 12 would copy a forwarded operand (std::forward<A>(aw))
-    } catch (const std::system_error& e) {
-        f = Failure{true, e.code(), e.what()};
-    }
-    co_return f;
-}
-
-/// The std::system_error that `f()` throws synchronously.
-template <class F>
-Failure sync_failure_of(F f) {
-    try {
-        f();
-    } catch (const std::system_error& e) {
-        return Failure{true, e.code(), e.what()};
-    }
-    return {};
-}
 
 bool contains(std::string_view haystack, std::string_view needle) {
     return haystack.find(needle) != std::string_view::npos;
@@ -125,24 +97,6 @@ std::size_t count_open_fds() {
 }
 
 /// A fresh directory for socket files, removed with its contents at the end of the scope.
-class TempDir {
-public:
-    TempDir() {
-        char tmpl[] = "/tmp/async_io_async_XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        path_ = tmpl;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
-
-private:
-    std::string path_;
-};
 
 /// SIGPIPE keeps (or gets) its default action for the scope, so that a write raising it would
 /// kill the test process; restores the previous action afterwards.

@@ -20,6 +20,7 @@
 // readiness cache says "not ready", and (hidden until include/async_io/timer.hpp is fixed) an
 // interval timer that starts before the clock's epoch.
 #include "catch.hpp"
+#include "support.hpp"
 
 #include <async_io/async.hpp>
 
@@ -47,6 +48,7 @@
 #include <unistd.h>
 
 using namespace async_io;
+using namespace async_io::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -55,24 +57,6 @@ namespace {
 // ---- fixtures ----------------------------------------------------------------------------------
 
 /// A fresh directory for socket files, removed with its contents at the end of the scope.
-class TempDir {
-public:
-    TempDir() {
-        char tmpl[] = "/tmp/async_io_bad_input_XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        path_ = tmpl;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
-
-private:
-    std::string path_;
-};
 
 /// What every row may use. Lives for the whole table.
 struct Env {

@@ -5,6 +5,7 @@
 // entering, a thread that does not run the task's executor, and a frame resumed after it was
 // destroyed; a RAII marker in each frame records its destruction.
 #include "catch.hpp"
+#include "support.hpp"
 
 #include <async_io/async.hpp>
 
@@ -30,6 +31,7 @@
 #include <vector>
 
 using namespace async_io;
+using namespace async_io::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using ms = std::chrono::milliseconds;
@@ -52,27 +54,6 @@ bool wait_until(F&& pred, Clock::duration limit = 10s) {
     return true;
 }
 
-// Invariant violations seen on any thread; checked on the main thread (Catch2's assertion macros
-// are not thread-safe).
-class Violations {
-public:
-    void add(const std::string& what) {
-        if (count_.fetch_add(1) == 0) {
-            std::lock_guard g(m_);
-            first_ = what;
-        }
-    }
-    int count() const { return count_.load(); }
-    std::string first() {
-        std::lock_guard g(m_);
-        return first_;
-    }
-
-private:
-    std::atomic<int> count_{0};
-    std::mutex m_;
-    std::string first_;
-};
 
 // ---- the instrumentation of a task ---------------------------------------------------------------
 

@@ -21,6 +21,7 @@
 // of threads running the Executor; ASYNC_IO_STORM_WATCHDOG the seconds after which a run that
 // makes no progress is aborted with a report.
 #include "catch.hpp"
+#include "support.hpp"
 
 #include <async_io/async.hpp>
 
@@ -50,6 +51,7 @@
 #include <vector>
 
 using namespace async_io;
+using namespace async_io::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using us = std::chrono::microseconds;
@@ -83,28 +85,6 @@ using Rng = std::mt19937_64;
 
 // ---- invariant bookkeeping ------------------------------------------------------------------------
 
-class Violations {
-public:
-    // Also printed at once: if the damage makes the run hang later, the log still tells why.
-    void add(const std::string& what) {
-        if (count_.fetch_add(1) < 5) {
-            std::lock_guard g(m_);
-            first_ += what + "; ";
-            std::fprintf(stderr, "storm violation: %s\n", what.c_str());
-            std::fflush(stderr);
-        }
-    }
-    int count() const { return count_.load(); }
-    std::string first() {
-        std::lock_guard g(m_);
-        return first_;
-    }
-
-private:
-    std::atomic<int> count_{0};
-    std::mutex m_;
-    std::string first_;
-};
 
 std::atomic<long> g_live_frames{0};
 
@@ -229,7 +209,7 @@ Task<int> storm_task(Marker, Storm<Ex>* st, TaskState& s, Kind kind, bool throws
 
 template <class Ex>
 struct Storm {
-    Violations v;
+    Violations v{"storm", 5};
     std::size_t roots = 0;
     std::unique_ptr<TaskState[]> states;  // roots first, then one child slot per root
     std::vector<Fate> fates;              // the main thread's

@@ -37,6 +37,7 @@
 //    parent's reactor keeps receiving its events while the child waits in its own (a child
 //    waiting in the shared epoll instance would take them).
 #include "catch.hpp"
+#include "support.hpp"
 
 #include <async_io/async.hpp>
 
@@ -80,6 +81,7 @@
 #include <unistd.h>
 
 using namespace async_io;
+using namespace async_io::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -102,35 +104,6 @@ bool contains(std::string_view haystack, std::string_view needle) {
 
 bool backend_is_epoll() { return std::string_view(detail::Reactor::get().backend_name()) == "epoll"; }
 
-/// What an awaitable threw: the code and message of a std::system_error, if any.
-struct Failure {
-    bool threw = false;
-    std::error_code code;
-    std::string what;
-};
-
-/// Awaits `aw` (in the same full expression as the call) and reports the std::system_error it
-/// threw; anything else propagates.
-template <class A>
-Task<Failure> failure_of(A&& aw) {
-    Failure f;
-    try {
-        co_await aw;  // by name: GCC 12 would copy a forwarded operand
-    } catch (const std::system_error& e) {
-        f = Failure{true, e.code(), e.what()};
-    }
-    co_return f;
-}
-
-template <class F>
-Failure sync_failure_of(F f) {
-    try {
-        f();
-    } catch (const std::system_error& e) {
-        return Failure{true, e.code(), e.what()};
-    }
-    return {};
-}
 
 /// CPU time of the whole process (every thread), in seconds.
 double process_cpu_seconds() {

@@ -37,6 +37,7 @@
 // The soft RLIMIT_NOFILE is raised to the hard limit; if that is too low for 2400 fds the
 // connection counts are scaled down with a warning.
 #include "catch.hpp"
+#include "support.hpp"
 
 #include <async_io/async.hpp>
 
@@ -69,6 +70,7 @@
 #include <vector>
 
 using namespace async_io;
+using namespace async_io::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -405,37 +407,13 @@ struct Conn {
 
 // ---- the shared state of a run ---------------------------------------------------------------------
 
-// Failures seen on any thread, reported on the main thread (Catch2's assertions are not
-// thread-safe). Printed at once too: if the damage makes the run hang, the log still says why.
-class Violations {
-public:
-    void add(const std::string& what) {
-        const int n = count_.fetch_add(1);
-        if (n < 10) {
-            std::lock_guard g(m_);
-            first_ += what + "\n";
-            std::fprintf(stderr, "soak violation: %s\n", what.c_str());
-            std::fflush(stderr);
-        }
-    }
-    int count() const { return count_.load(); }
-    std::string first() {
-        std::lock_guard g(m_);
-        return first_;
-    }
-
-private:
-    std::atomic<int> count_{0};
-    std::mutex m_;
-    std::string first_;
-};
 
 struct Soak {
     explicit Soak(const Config& c) : cfg(c) {}
 
     const Config cfg;
     Executor* ex = nullptr;
-    Violations v;
+    Violations v{"soak", 10};
     // Outlives the executor, so that no accept loop can outlive it even if the run fails.
     std::optional<Async<net::TcpListener>> listener;
     net::SocketAddr addr;

@@ -1,0 +1,102 @@
+// Helpers shared by several test files (tests/async.cpp, faults.cpp, bad_input.cpp).
+#pragma once
+
+#include <async_io/task.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include <unistd.h>
+
+namespace async_io::test {
+
+/// What an awaitable or a call threw: the code and message of a std::system_error, if any.
+struct Failure {
+    bool threw = false;
+    std::error_code code;
+    std::string what;
+};
+
+/// Awaits `aw` (in the same full expression as the call) and reports the std::system_error it
+/// threw; anything else propagates.
+template <class A>
+Task<Failure> failure_of(A&& aw) {
+    Failure f;
+    try {
+        co_await aw;  // by name: GCC 12 would copy a forwarded operand (std::forward<A>(aw))
+    } catch (const std::system_error& e) {
+        f = Failure{true, e.code(), e.what()};
+    }
+    co_return f;
+}
+
+/// The std::system_error that `f()` throws synchronously.
+template <class F>
+Failure sync_failure_of(F f) {
+    try {
+        f();
+    } catch (const std::system_error& e) {
+        return Failure{true, e.code(), e.what()};
+    }
+    return {};
+}
+
+/// A fresh directory under /tmp, removed with everything in it at the end of the scope.
+class TempDir {
+public:
+    explicit TempDir(std::string_view prefix = "async_io_test") {
+        std::string tmpl = "/tmp/" + std::string(prefix) + "_XXXXXX";
+        if (::mkdtemp(tmpl.data()) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+        path_ = std::move(tmpl);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    const std::string& path() const noexcept { return path_; }
+    std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+private:
+    std::string path_;
+};
+
+/// Invariant violations seen on any thread, checked on the main thread (Catch2's assertion
+/// macros are not thread-safe). The first `keep` are kept for the report and, if `label` is
+/// given, printed at once (if the damage makes the run hang later, the log still says why).
+class Violations {
+public:
+    explicit Violations(const char* label = nullptr, int keep = 10) noexcept : label_(label), keep_(keep) {}
+    void add(const std::string& what) {
+        if (count_.fetch_add(1) >= keep_) return;
+        std::lock_guard g(m_);
+        first_ += what + "\n";
+        if (label_) {
+            std::fprintf(stderr, "%s violation: %s\n", label_, what.c_str());
+            std::fflush(stderr);
+        }
+    }
+    int count() const { return count_.load(); }
+    std::string first() {
+        std::lock_guard g(m_);
+        return first_;
+    }
+
+private:
+    const char* label_;
+    int keep_;
+    std::atomic<int> count_{0};
+    std::mutex m_;
+    std::string first_;
+};
+
+}  // namespace async_io::test
