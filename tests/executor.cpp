@@ -6,6 +6,7 @@
 // destroyed; a RAII marker in each frame records its destruction.
 #include "catch.hpp"
 #include "support.hpp"
+#include "task_checks.hpp"
 
 #include <async_io/async.hpp>
 
@@ -55,93 +56,7 @@ bool wait_until(F&& pred, Clock::duration limit = 10s) {
 }
 
 
-// ---- the instrumentation of a task ---------------------------------------------------------------
-
-// One task's record. `runners` are the threads allowed to resume it (its executor's).
-struct TaskState {
-    Violations* v = nullptr;
-    const std::vector<std::thread::id>* runners = nullptr;
-    int id = 0;
-    std::atomic<bool> running{false};
-    std::atomic<bool> dead{false};       // its frame was destroyed
-    std::atomic<bool> finishing{false};  // its body finished (the frame's end is no cancellation)
-    std::atomic<int> started{0};
-    std::atomic<int> completed{0};
-    std::atomic<int> destroyed{0};  // destroyed before it finished (cancelled)
-    std::atomic<int> segments{0};
-
-    std::string name() const { return "task " + std::to_string(id); }
-};
-
-// Begins a stretch of the task's code (its start, or right after a co_await resumed it).
-void enter(TaskState& s) {
-    if (s.dead.load()) s.v->add(s.name() + " resumed after its frame was destroyed");
-    if (s.running.exchange(true)) s.v->add(s.name() + " resumed on two threads at once");
-    if (s.runners) {
-        const auto me = std::this_thread::get_id();
-        if (std::find(s.runners->begin(), s.runners->end(), me) == s.runners->end())
-            s.v->add(s.name() + " resumed on a thread that does not run its executor");
-    }
-    s.segments.fetch_add(1, std::memory_order_relaxed);
-}
-
-// Ends a stretch (before a co_await that may suspend, or before co_return).
-void leave(TaskState& s) {
-    if (s.dead.load()) s.v->add(s.name() + " ran while its frame was being destroyed");
-    if (!s.running.exchange(false)) s.v->add(s.name() + " left a stretch it was not in");
-}
-
-// A by-value parameter of a task's coroutine: it lives in the frame from its creation, so its
-// destructor tells when the frame is destroyed, also when the task never started.
-class Marker {
-public:
-    explicit Marker(TaskState& s) : s_(&s) {}
-    Marker(Marker&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-    Marker& operator=(Marker&&) = delete;
-    ~Marker() {
-        if (!s_) return;
-        if (s_->running.load() && !s_->finishing.load())
-            s_->v->add(s_->name() + " destroyed while running on another thread");
-        if (s_->dead.exchange(true)) s_->v->add(s_->name() + " frame destroyed twice");
-        if (!s_->finishing.load()) s_->destroyed.fetch_add(1);
-    }
-
-private:
-    TaskState* s_;
-};
-
-// Wraps an awaitable so that the stretch ends before the task suspends and begins again when it
-// resumes. Holds the awaitable by reference: use it within one full-expression (co_await checked(s, x)).
-template <class A>
-class Checked {
-public:
-    using Inner = decltype(detail::get_awaiter(std::declval<A&&>()));
-    Checked(TaskState& s, A&& a) : s_(s), inner_(detail::get_awaiter(static_cast<A&&>(a))) {}
-    Checked(const Checked&) = delete;
-    Checked& operator=(const Checked&) = delete;
-
-    bool await_ready() { return inner_.await_ready(); }
-    template <class P>
-    decltype(auto) await_suspend(std::coroutine_handle<P> h) {
-        suspended_ = true;
-        leave(s_);
-        return inner_.await_suspend(h);
-    }
-    decltype(auto) await_resume() {
-        if (suspended_) enter(s_);
-        return inner_.await_resume();
-    }
-
-private:
-    TaskState& s_;
-    Inner inner_;
-    bool suspended_ = false;
-};
-
-template <class A>
-Checked<A> checked(TaskState& s, A&& a) {
-    return Checked<A>(s, static_cast<A&&>(a));
-}
+// The instrumentation of a task (TaskState, enter/leave, Marker, checked): tests/task_checks.hpp.
 
 // ---- running an executor on threads -----------------------------------------------------------
 

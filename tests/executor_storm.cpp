@@ -22,6 +22,7 @@
 // makes no progress is aborted with a report.
 #include "catch.hpp"
 #include "support.hpp"
+#include "task_checks.hpp"
 
 #include <async_io/async.hpp>
 
@@ -83,92 +84,7 @@ std::chrono::seconds watchdog_limit() {
 
 using Rng = std::mt19937_64;
 
-// ---- invariant bookkeeping ------------------------------------------------------------------------
-
-
-std::atomic<long> g_live_frames{0};
-
-struct TaskState {
-    Violations* v = nullptr;
-    const std::vector<std::thread::id>* runners = nullptr;
-    int id = 0;
-    std::atomic<bool> created{false};    // its frame exists (or existed)
-    std::atomic<bool> running{false};
-    std::atomic<bool> dead{false};       // its frame was destroyed
-    std::atomic<bool> finishing{false};  // its body finished
-    std::atomic<int> started{0};
-    std::atomic<int> completed{0};
-    std::atomic<int> destroyed{0};  // destroyed before it finished (cancelled)
-    std::atomic<int> kind{0};        // its Kind
-    std::atomic<bool> throws{false}; // it throws at the end
-
-    std::string name() const { return "task " + std::to_string(id); }
-};
-
-void enter(TaskState& s) {
-    if (s.dead.load()) s.v->add(s.name() + " resumed after its frame was destroyed");
-    if (s.running.exchange(true)) s.v->add(s.name() + " resumed on two threads at once");
-    const auto me = std::this_thread::get_id();
-    if (std::find(s.runners->begin(), s.runners->end(), me) == s.runners->end())
-        s.v->add(s.name() + " resumed on a thread that does not run its executor");
-}
-
-void leave(TaskState& s) {
-    if (s.dead.load()) s.v->add(s.name() + " ran while its frame was being destroyed");
-    if (!s.running.exchange(false)) s.v->add(s.name() + " left a stretch it was not in");
-}
-
-class Marker {
-public:
-    explicit Marker(TaskState& s) : s_(&s) {
-        if (s.created.exchange(true)) s.v->add(s.name() + " created twice");
-        g_live_frames.fetch_add(1);
-    }
-    Marker(Marker&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-    Marker& operator=(Marker&&) = delete;
-    ~Marker() {
-        if (!s_) return;
-        if (s_->running.load() && !s_->finishing.load())
-            s_->v->add(s_->name() + " destroyed while a thread runs it");
-        if (s_->dead.exchange(true)) s_->v->add(s_->name() + " frame destroyed twice");
-        if (!s_->finishing.load()) s_->destroyed.fetch_add(1);
-        g_live_frames.fetch_sub(1);
-    }
-
-private:
-    TaskState* s_;
-};
-
-template <class A>
-class Checked {
-public:
-    using Inner = decltype(detail::get_awaiter(std::declval<A&&>()));
-    Checked(TaskState& s, A&& a) : s_(s), inner_(detail::get_awaiter(static_cast<A&&>(a))) {}
-    Checked(const Checked&) = delete;
-    Checked& operator=(const Checked&) = delete;
-
-    bool await_ready() { return inner_.await_ready(); }
-    template <class P>
-    decltype(auto) await_suspend(std::coroutine_handle<P> h) {
-        suspended_ = true;
-        leave(s_);
-        return inner_.await_suspend(h);
-    }
-    decltype(auto) await_resume() {
-        if (suspended_) enter(s_);
-        return inner_.await_resume();
-    }
-
-private:
-    TaskState& s_;
-    Inner inner_;
-    bool suspended_ = false;
-};
-
-template <class A>
-Checked<A> checked(TaskState& s, A&& a) {
-    return Checked<A>(s, static_cast<A&&>(a));
-}
+// ---- invariant bookkeeping: TaskState, enter/leave, Marker, checked (tests/task_checks.hpp) --------
 
 // A little work inside a stretch, now and then giving the CPU away, to widen the windows in
 // which another thread could wrongly enter.
@@ -473,7 +389,7 @@ std::size_t run_storm(const char* label, int runner_threads, std::size_t base_ta
     std::fflush(stdout);
     const auto t_start = Clock::now();
     Rng rng(seed);
-    g_live_frames = 0;
+    live_frames = 0;
 
     Storm<Ex> st(n, 48);
     std::optional<Ex> ex(std::in_place);
@@ -683,7 +599,7 @@ std::size_t run_storm(const char* label, int runner_threads, std::size_t base_ta
         for (auto& t : runners) t.join();
         ex.reset();  // destroys the tasks still held: those that wait forever
     }
-    const long live_after = g_live_frames.load();
+    const long live_after = live_frames.load();
     finished = true;
     watchdog.join();
 
