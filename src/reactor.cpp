@@ -234,6 +234,16 @@ void Reactor::dispatch(std::size_t count) noexcept {
 
 // ---- timers ------------------------------------------------------------------------------------
 
+namespace {
+inline void prefetch_for_write(const void* p) noexcept {
+#if defined(__GNUC__)
+    __builtin_prefetch(p, 1);
+#else
+    (void)p;
+#endif
+}
+}  // namespace
+
 // A 4-ary heap: half the depth of a binary one, and the four children of a node are adjacent.
 void Reactor::sift_up(std::size_t i) noexcept {
     const HeapItem item = heap_[i];
@@ -285,11 +295,53 @@ void Reactor::heap_push(std::chrono::steady_clock::time_point deadline, std::uin
     sift_up(heap_.size() - 1);
 }
 
+// Bottom-up (Floyd's) pop: the hole left at the top moves down along the least children to a
+// leaf, then the last item rises from there. The last item nearly always belongs near the
+// bottom, so this spends three comparisons per level where a plain sift-down spends four.
 void Reactor::heap_pop() noexcept {
     free_timer_slots_.push_back(heap_[0].slot);  // never allocates: see timer_slot
-    heap_[0] = heap_.back();
+    const HeapItem last = heap_.back();
     heap_.pop_back();
-    if (!heap_.empty()) sift_down(0);
+    const std::size_t n = heap_.size();
+    if (n == 0) return;
+    std::size_t hole = 0;
+    for (;;) {
+        const std::size_t first = 4 * hole + 1;
+        std::size_t least;
+        if (first + 4 <= n) {
+            // The grandchildren of the hole, one of whose groups the next level reads, are 16
+            // consecutive items (four cache lines): load them while comparing this level.
+            for (std::size_t g = 4 * first + 1; g < n && g <= 4 * first + 13; g += 4)
+                prefetch_for_write(&heap_[g]);
+            // Branch-free: which child is least is a coin toss the predictor cannot learn.
+            const auto d0 = heap_[first].deadline.time_since_epoch().count();
+            const auto d1 = heap_[first + 1].deadline.time_since_epoch().count();
+            const auto d2 = heap_[first + 2].deadline.time_since_epoch().count();
+            const auto d3 = heap_[first + 3].deadline.time_since_epoch().count();
+            const std::size_t c01 = d1 < d0, c23 = d3 < d2;
+            const auto m01 = c01 ? d1 : d0;
+            const auto m23 = c23 ? d3 : d2;
+            const std::size_t a = first + c01;
+            const std::size_t b = first + 2 + c23;
+            const std::size_t pick = m23 < m01;
+            least = a + ((b - a) & (std::size_t{0} - pick));
+        } else if (first < n) {
+            least = first;
+            for (std::size_t c = first + 1; c < n; ++c)
+                if (heap_[c].deadline < heap_[least].deadline) least = c;
+        } else {
+            break;
+        }
+        heap_[hole] = heap_[least];
+        hole = least;
+    }
+    while (hole > 0) {
+        const std::size_t parent = (hole - 1) / 4;
+        if (!(last.deadline < heap_[parent].deadline)) break;
+        heap_[hole] = heap_[parent];
+        hole = parent;
+    }
+    heap_[hole] = last;
 }
 
 void Reactor::prune_cancelled() noexcept {
@@ -370,16 +422,32 @@ void Reactor::timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point d
 }
 
 // Wakes the due timers, in deadline order; cancelled items are dropped on the way.
+//
+// In batches: a due entry and its task's core sit in frames scattered over memory, and with many
+// timers armed each is a cache miss. Popping a batch first and prefetching its entries, then
+// their tasks, lets those misses overlap instead of costing one round trip to memory each, one
+// after the other.
 void Reactor::fire_timers(std::chrono::steady_clock::time_point now) noexcept {
-    while (!heap_.empty() && heap_[0].deadline <= now) {
-        TimerEntry* e = timer_slots_[heap_[0].slot];
-        heap_pop();
-        if (!e) {
-            --cancelled_in_heap_;
-            continue;
+    constexpr std::size_t batch = 32;
+    TimerEntry* due[batch];
+    for (;;) {
+        std::size_t n = 0;
+        while (n < batch && !heap_.empty() && heap_[0].deadline <= now) {
+            TimerEntry* e = timer_slots_[heap_[0].slot];
+            heap_pop();
+            if (!e) {
+                --cancelled_in_heap_;
+                continue;
+            }
+            prefetch_for_write(e);
+            due[n++] = e;
         }
-        e->slot = TimerEntry::no_slot;
-        e->node.task->wake(e->node);
+        for (std::size_t i = 0; i < n; ++i) prefetch_for_write(due[i]->node.task);
+        for (std::size_t i = 0; i < n; ++i) {
+            due[i]->slot = TimerEntry::no_slot;
+            due[i]->node.task->wake(due[i]->node);
+        }
+        if (n < batch) return;
     }
 }
 

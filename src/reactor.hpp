@@ -19,7 +19,9 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <memory>
+#include <new>
 #include <mutex>
 #include <vector>
 
@@ -109,6 +111,41 @@ private:
         std::chrono::steady_clock::time_point deadline;
         std::uint32_t slot;
     };
+    /// The heap's array: a vector of HeapItem whose item 0 sits three items (48 bytes) past a
+    /// 64-byte boundary, so that the four children of item i (4i+1 .. 4i+4) fill one cache
+    /// line: a pop then touches one line per level instead of two (with 1M timers armed the
+    /// lower levels miss the cache).
+    class HeapArray {
+    public:
+        std::size_t size() const noexcept { return v_.size() - pad; }
+        bool empty() const noexcept { return v_.size() == pad; }
+        std::size_t capacity() const noexcept { return v_.capacity() - pad; }
+        void reserve(std::size_t n) { v_.reserve(n + pad); }
+        HeapItem& operator[](std::size_t i) noexcept { return v_[i + pad]; }
+        const HeapItem& operator[](std::size_t i) const noexcept { return v_[i + pad]; }
+        HeapItem& back() noexcept { return v_.back(); }
+        void push_back(const HeapItem& item) { v_.push_back(item); }
+        void pop_back() noexcept { v_.pop_back(); }
+        void resize(std::size_t n) { v_.resize(n + pad); }  // shrinking only (HeapItem has no default)
+        HeapItem* begin() noexcept { return v_.data() + pad; }
+        HeapItem* end() noexcept { return v_.data() + v_.size(); }
+
+    private:
+        static constexpr std::size_t pad = 3;
+        template <class T>
+        struct LineAligned {
+            using value_type = T;
+            LineAligned() = default;
+            template <class U>
+            LineAligned(const LineAligned<U>&) noexcept {}
+            T* allocate(std::size_t n) {
+                return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
+            }
+            void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t{64}); }
+            bool operator==(const LineAligned&) const noexcept { return true; }
+        };
+        std::vector<HeapItem, LineAligned<HeapItem>> v_{pad, HeapItem{}};
+    };
     std::uint32_t timer_slot(TimerEntry& e);  // takes a free slot for e
     void heap_push(std::chrono::steady_clock::time_point deadline, std::uint32_t slot);
     void heap_pop() noexcept;      // removes the top item and frees its slot
@@ -118,7 +155,7 @@ private:
     bool owns(const TimerEntry& e) const noexcept;
 
     SpinLock timers_mu_;  // guards the fields below
-    std::vector<HeapItem> heap_;
+    HeapArray heap_;
     std::vector<TimerEntry*> timer_slots_;
     std::vector<std::uint32_t> free_timer_slots_;
     std::size_t cancelled_in_heap_ = 0;

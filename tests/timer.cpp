@@ -5,6 +5,7 @@
 
 #include <async_io/async.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <random>
@@ -246,4 +247,53 @@ TEST_CASE("timers armed from many threads fire on time", "[timer]") {
     }
     for (auto& t : ts) t.join();
     REQUIRE(ok == 80);
+}
+
+TEST_CASE("many timers with random deadlines fire in deadline order, cancelled ones never", "[timer]") {
+    // Guards the timer heap (4-ary, bottom-up pop, lazy deletion with rebuild, src/reactor.cpp):
+    // tasks of one LocalExecutor resume in the order their timers fire, and the reactor fires in
+    // deadline order, so the deadlines seen at resumption never decrease. Cancelling 60% of them
+    // at random goes past the rebuild threshold (half of the heap and at least 1024).
+    constexpr int count = 5'000;
+    std::mt19937_64 rng(GENERATE(1u, 2u, 3u));
+    const auto base = clock_type::now() + 200ms;
+    std::vector<clock_type::time_point> deadlines(count);
+    for (auto& d : deadlines) d = base + std::chrono::microseconds(rng() % 80'000);
+    std::vector<char> cancelled(count, 0);
+    for (auto& c : cancelled) c = rng() % 10 < 6;
+
+    struct Seen {
+        std::vector<int> order;
+        int early = 0;
+        int armed = 0;
+    } seen;
+    bool armed_in_time = false;
+    LocalExecutor ex;
+    block_on(ex.run([&]() -> Task<void> {
+        std::vector<JoinHandle<void>> handles;
+        for (int i = 0; i < count; ++i) {
+            handles.push_back(ex.spawn([](clock_type::time_point at, int i, Seen& seen) -> Task<void> {
+                ++seen.armed;  // it suspends in the next line, arming its timer
+                co_await Timer::at(at);
+                if (clock_type::now() < at) ++seen.early;
+                seen.order.push_back(i);
+            }(deadlines[i], i, seen)));
+        }
+        while (seen.armed < count) co_await yield_now();  // let every task arm its timer
+        armed_in_time = clock_type::now() < base;  // else a late task would not reach the heap
+        for (int i = 0; i < count; ++i)
+            if (cancelled[i]) handles[i] = {};
+        for (int i = 0; i < count; ++i)
+            if (!cancelled[i]) co_await handles[i];
+    }()));
+
+    REQUIRE(armed_in_time);
+    REQUIRE(seen.early == 0);
+    const auto expected = static_cast<std::size_t>(std::count(cancelled.begin(), cancelled.end(), 0));
+    REQUIRE(seen.order.size() == expected);
+    std::size_t out_of_order = 0;
+    for (std::size_t k = 1; k < seen.order.size(); ++k)
+        if (deadlines[seen.order[k]] < deadlines[seen.order[k - 1]]) ++out_of_order;
+    REQUIRE(out_of_order == 0);
+    for (int i : seen.order) REQUIRE(!cancelled[i]);
 }
