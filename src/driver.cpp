@@ -255,38 +255,32 @@ namespace {
 thread_local bool yield_requested = false;
 }
 
-bool TaskCore::run(unsigned budget, bool go_idle, std::coroutine_handle<> start) {
+bool TaskCore::run(unsigned budget) {
     Scope scope(this);
-    unsigned i = 0;
-    if (start && budget > 0) {
-        ++i;
-        start.resume();
-        if (yield_requested) {
-            yield_requested = false;
-            i = budget;
-        }
-    }
-    for (; i < budget; ++i) {
+    for (unsigned i = 0; i < budget; ++i) {
         lock_.lock();
         WaitNode* n = ready_.pop_front();
         if (!n) {
-            if (go_idle) queued_ = false;
+            queued_ = false;
             lock_.unlock();
             return false;
         }
         n->state = NodeState::idle;
         lock_.unlock();
         n->on_ready(n);
-        if (yield_requested) {
-            yield_requested = false;
-            break;
-        }
+        if (take_yield_request()) break;
     }
     lock_.lock();
     const bool more = !ready_.empty();
-    if (!more && go_idle) queued_ = false;
+    if (!more) queued_ = false;
     lock_.unlock();
     return more;
+}
+
+bool TaskCore::take_yield_request() noexcept {
+    if (!yield_requested) return false;
+    yield_requested = false;
+    return true;
 }
 
 void request_yield() noexcept { yield_requested = true; }

@@ -2,13 +2,17 @@
 //
 // A spawned task (Spawned) is a TaskCore whose runner is its executor: when it becomes ready,
 // `schedule` puts it on the executor's queue (taking a reference) and wakes one sleeping run
-// loop. A run loop pops it and calls `run_step`, which claims the task (`running_`) under the
-// task's state lock, resumes its ready nodes, and afterwards looks at what happened meanwhile:
-// completed (wake the joiner), cancelled by its JoinHandle from another thread (destroy the
-// frame now, on this thread), or still ready (queue it again at the back).
+// loop. A run loop pops it and calls `run_step`, which claims the task (flag_running) under the
+// task's own lock (TaskCore::lock_, which guards its ready list and its life-cycle flags alike),
+// resumes its ready nodes, and afterwards looks at what happened meanwhile: completed (wake the
+// joiner), cancelled by its JoinHandle from another thread (destroy the frame now, on this
+// thread), or still ready (queue it again at the back).
+//
+// Lock order: a task's lock, then its joiner's task's lock (the join slot is a wait list guarded
+// by the joined task's lock), then an executor's lock, then a sleeping run loop's task's lock.
 //
 // A JoinHandle destroyed on another thread cancels: if the task is running, it only sets
-// `cancelled_` (the runner destroys the frame when the step ends); if not, it claims the task
+// flag_cancelled (the runner destroys the frame when the step ends); if not, it claims the task
 // itself and destroys the frame on its own thread. Either way the frame is destroyed by exactly
 // one thread, while no other thread resumes it, and every awaiter in it deregisters itself
 // synchronously (include/async_io/detail/wait.hpp).
@@ -38,14 +42,17 @@ constexpr std::size_t loop_batch = 64;  // tasks per run-loop round before it yi
 static_assert(sizeof(Spawned) <= sizeof(FrameHeader::task_state), "Spawned must fit in a Task frame's header");
 static_assert(alignof(Spawned) <= 16);
 
-Spawned::Spawned(ExecutorState& ex) noexcept : TaskCore(&ex) {}
+Spawned::Spawned(ExecutorState& ex) noexcept : TaskCore(&ex) {
+    queued_ = true;  // its first step is queued by ExecutorState::spawn
+    derived_index_.store(not_live, std::memory_order_relaxed);
+}
 
 Spawned* Spawned::create(ExecutorState& ex, void* frame_address) noexcept {
     FrameHeader* h = frame_header(frame_address);
     assert(h->magic == FrameHeader::magic_value && h->refs.load() == 0 &&
            "spawn: not an unspawned Task frame (coroutine_handle::address() must be the frame block)");
     auto* s = ::new (static_cast<void*>(h->task_state)) Spawned(ex);
-    h->refs.store(3, std::memory_order_relaxed);  // the frame, the live list, the JoinHandle
+    h->refs.store(4, std::memory_order_relaxed);  // the frame, the live table, the JoinHandle, the queue
     return s;
 }
 
@@ -65,141 +72,169 @@ void release_spawned_frame(FrameHeader* h) noexcept {
 }
 
 bool Spawned::join_or_link(WaitNode& n) {
-    st_.lock();
-    if (completed_ || frame_gone_) {
-        st_.unlock();
+    lock_.lock();
+    if (has(flag_completed | flag_frame_gone)) {
+        lock_.unlock();
         return true;
     }
     n.state = NodeState::waiting;
     joiner_ = &n;
-    st_.unlock();
+    lock_.unlock();
     return false;
 }
 
 void Spawned::join_unlink(WaitNode& n) noexcept {
-    st_.lock();
+    lock_.lock();
     if (joiner_ == &n) {
         joiner_ = nullptr;
         n.state = NodeState::idle;
-        st_.unlock();
+        lock_.unlock();
         return;
     }
-    st_.unlock();
+    lock_.unlock();
     n.task->cancel_ready(n);
 }
 
 void Spawned::destroy_frame() noexcept {
-    st_.lock();
-    if (frame_gone_) {
-        st_.unlock();
+    lock_.lock();
+    if (has(flag_frame_gone)) {
+        lock_.unlock();
         return;
     }
-    frame_gone_ = true;
-    st_.unlock();
-    const bool live = in_live_list.load(std::memory_order_acquire);
-    frame().destroy();  // drops the frame's reference; the caller holds another
+    derived_flags_ |= flag_frame_gone;
+    lock_.unlock();
+    destroy_claimed_frame();
+}
+
+void Spawned::destroy_claimed_frame() noexcept {
+    // Read first: once out of the live table the executor may be gone.
+    const bool live = live_index() != not_live;
+    // Its awaiters deregister themselves (cancel_ready takes lock_, which is free). Drops the
+    // frame's reference; the caller holds another.
+    frame().destroy();
     if (live) executor().unlink_live(*this);
 }
 
-void Spawned::complete() noexcept {
-    st_.lock();
-    completed_ = true;
-    if (WaitNode* j = std::exchange(joiner_, nullptr)) j->task->wake(*j);
-    const bool unwanted = handle_gone_;
-    st_.unlock();
-    // Leave the live list first: from here on the executor may be destroyed before the
-    // JoinHandle takes the result (and destroys the frame).
-    executor().unlink_live(*this);
-    if (unwanted) destroy_frame();
-}
-
 void Spawned::cancel() noexcept {
-    st_.lock();
-    handle_gone_ = true;
-    if (completed_ || frame_gone_) {
-        st_.unlock();
+    lock_.lock();
+    derived_flags_ |= flag_handle_gone;
+    if (has(flag_completed | flag_frame_gone)) {
+        lock_.unlock();
         destroy_frame();  // a no-op if gone; else the unclaimed result
         release();
         return;
     }
-    cancelled_ = true;
-    if (running_) {  // its runner destroys the frame when the current step ends
-        st_.unlock();
+    derived_flags_ |= flag_cancelled;
+    if (has(flag_running)) {  // its runner destroys the frame when the current step ends
+        lock_.unlock();
         release();
         return;
     }
-    running_ = true;  // claim it: no runner will resume it from now on
-    st_.unlock();
-    destroy_frame();
-    st_.lock();
-    running_ = false;
-    st_.unlock();
+    derived_flags_ |= flag_running | flag_frame_gone;  // claim it: no runner resumes it from now on
+    lock_.unlock();
+    destroy_claimed_frame();
+    lock_.lock();
+    derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
+    lock_.unlock();
     release();
 }
 
 void Spawned::cancel_by_executor() noexcept {
-    st_.lock();
-    if (completed_ || frame_gone_) {
-        st_.unlock();
+    lock_.lock();
+    if (has(flag_completed | flag_frame_gone)) {
+        lock_.unlock();
         return;
     }
-    cancelled_ = true;
-    running_ = true;
-    st_.unlock();
-    destroy_frame();
-    st_.lock();
-    running_ = false;
+    derived_flags_ |= flag_cancelled | flag_running | flag_frame_gone;
+    lock_.unlock();
+    destroy_claimed_frame();
+    lock_.lock();
+    derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
     if (WaitNode* j = std::exchange(joiner_, nullptr)) j->task->wake(*j);
-    st_.unlock();
+    lock_.unlock();
 }
 
 void Spawned::detach() noexcept {
-    st_.lock();
-    handle_gone_ = true;
-    const bool done = completed_;
-    st_.unlock();
+    lock_.lock();
+    derived_flags_ |= flag_handle_gone;
+    const bool done = has(flag_completed);
+    lock_.unlock();
     if (done) destroy_frame();
     release();
 }
 
 void Spawned::finish_join() noexcept {
-    st_.lock();
-    handle_gone_ = true;
-    st_.unlock();
-    destroy_frame();
+    lock_.lock();
+    derived_flags_ |= flag_handle_gone;
+    const bool destroy = !has(flag_frame_gone);
+    derived_flags_ |= flag_frame_gone;
+    lock_.unlock();
+    if (destroy) destroy_claimed_frame();
     release();
 }
 
+// One step, with the task's lock taken twice when it resumes one node: once to claim the task
+// and take its first ready node, once at the end to take the next (none) and settle what
+// happened meanwhile. The task stays queued through the whole step: a wake meanwhile only
+// appends to its ready list, so no other runner can start it while this one still reads its
+// frame and its flags; it goes idle (schedulable again) only in the last critical section.
 bool Spawned::run_step(unsigned budget) {
-    st_.lock();
-    if (cancelled_ || frame_gone_ || completed_) {
-        st_.unlock();
+    lock_.lock();
+    if (has(flag_cancelled | flag_frame_gone | flag_completed)) {
+        lock_.unlock();
+        return false;  // it stays queued for good: nothing may run it again
+    }
+    const bool first = !has(flag_started);
+    derived_flags_ |= flag_running | flag_started;
+    WaitNode* n = nullptr;
+    if (!first && (n = ready_.pop_front())) n->state = NodeState::idle;
+    lock_.unlock();
+
+    {
+        Scope scope(this);
+        unsigned resumed = 0;
+        bool yielded = false;
+        if (first) {
+            frame().resume();
+        } else if (n) {
+            n->on_ready(n);
+        }
+        if (first || n) {
+            ++resumed;
+            yielded = take_yield_request();
+        }
+        lock_.lock();
+        while (!yielded && resumed < budget && (n = ready_.pop_front())) {
+            n->state = NodeState::idle;
+            lock_.unlock();
+            n->on_ready(n);
+            ++resumed;
+            yielded = take_yield_request();
+            lock_.lock();
+        }
+    }
+    // lock_ held
+    derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
+    if (frame().done()) {
+        derived_flags_ |= flag_completed;  // it stays queued for good: nothing can wake a finished frame
+        if (WaitNode* j = std::exchange(joiner_, nullptr)) j->task->wake(*j);
+        const bool unwanted = has(flag_handle_gone);
+        lock_.unlock();
+        // Leave the live table first: from here on the executor may be destroyed before the
+        // JoinHandle takes the result (and destroys the frame).
+        executor().unlink_live(*this);
+        if (unwanted) destroy_frame();
         return false;
     }
-    running_ = true;
-    const bool first = !started_;
-    started_ = true;
-    st_.unlock();
-
-    // The task stays queued through the whole step (run(..., false)): a wake meanwhile only
-    // appends to its ready list, so no other runner can start it while this one still reads its
-    // frame and its flags. It goes idle (schedulable again) only in finish_run, at the very end.
-    run(budget, false, first ? frame() : std::coroutine_handle<>{});
-    const bool done = frame().done();
-
-    st_.lock();
-    running_ = false;
-    const bool cancel = cancelled_;
-    st_.unlock();
-    if (done) {
-        complete();  // it stays queued for good: nothing can wake a finished frame
-        return false;
-    }
-    if (cancel) {
+    if (has(flag_cancelled)) {
+        lock_.unlock();
         destroy_frame();
         return false;
     }
-    return finish_run();
+    const bool more = !ready_.empty();
+    if (!more) queued_ = false;
+    lock_.unlock();
+    return more;
 }
 
 // ---- ExecutorState ------------------------------------------------------------------------------
@@ -244,7 +279,7 @@ Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
         free_live_.pop_back();
     } else {
         try {
-            if (live_.size() >= UINT32_MAX) throw std::length_error("async_io: too many live tasks");
+            if (live_.size() >= Spawned::not_live) throw std::length_error("async_io: too many live tasks");
             live_.push_back(nullptr);
             // Room for every slot to be free at once: unlink_live (noexcept) never allocates.
             free_live_.reserve(live_.capacity());
@@ -254,36 +289,42 @@ Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
         }
         index = static_cast<std::uint32_t>(live_.size() - 1);
     }
+    // Nobody else knows the task yet: it enters the live table and the queue (its first step)
+    // under this one lock.
     Spawned* t = Spawned::create(*this, frame.address());
-    t->live_index = index;
-    t->in_live_list.store(true, std::memory_order_relaxed);
+    t->set_live_index(index);
     live_[index] = t;
     ++live_count_;
+    enqueue_locked(*t);
     lock_.unlock();
-    t->schedule_start();  // queues its first step
     return t;
 }
 
 void ExecutorState::unlink_live(Spawned& t) noexcept {
     lock_.lock();
-    if (!t.in_live_list.load(std::memory_order_relaxed)) {
+    const std::uint32_t index = t.live_index();
+    if (index == Spawned::not_live) {
         lock_.unlock();
         return;
     }
-    t.in_live_list.store(false, std::memory_order_release);
-    live_[t.live_index] = nullptr;
-    free_live_.push_back(t.live_index);
+    t.set_live_index(Spawned::not_live);
+    live_[index] = nullptr;
+    free_live_.push_back(index);
     --live_count_;
     lock_.unlock();
-    t.release();  // the live list's reference
+    t.release();  // the live table's reference
 }
 
-void ExecutorState::enqueue(Spawned& t) noexcept {
-    lock_.lock();
+void ExecutorState::enqueue_locked(Spawned& t) noexcept {
     t.next_queued = nullptr;
     if (queue_tail_) queue_tail_->next_queued = &t; else queue_head_ = &t;
     queue_tail_ = &t;
     if (WaitNode* n = sleepers_.pop_front()) n->task->wake(*n);
+}
+
+void ExecutorState::enqueue(Spawned& t) noexcept {
+    lock_.lock();
+    enqueue_locked(t);
     lock_.unlock();
 }
 

@@ -39,7 +39,8 @@ class ExecutorState;
 class ASYNC_IO_API Spawned : public TaskCore {
 public:
     /// Builds the state in the header of `frame`'s block (a Task frame that has not started),
-    /// holding three references: the frame's, the live list's and the JoinHandle's.
+    /// queued for its first step and holding four references: the frame's, the live table's,
+    /// the JoinHandle's and the run queue's. The caller puts it in both (ExecutorState::spawn).
     static Spawned* create(ExecutorState& ex, void* frame_address) noexcept;
     Spawned(const Spawned&) = delete;
     Spawned& operator=(const Spawned&) = delete;
@@ -51,18 +52,20 @@ public:
     /// True if completed; else links `n` to be woken at completion (false).
     bool join_or_link(WaitNode& n);
     void join_unlink(WaitNode& n) noexcept;
-    bool cancelled() const noexcept { return cancelled_; }  // after a completed join only
+    /// After a completed join only (the wake ordered it after the last write of the flags).
+    bool cancelled() const noexcept { return derived_flags_ & flag_cancelled; }
     /// Destroys the frame if the task is idle or done, or asks its runner to (JoinHandle's
     /// destructor, Executor's destructor).
     void cancel() noexcept;
     /// The executor is being destroyed: destroy the frame (if not done) and fail the join.
     void cancel_by_executor() noexcept;
     void detach() noexcept;
-    /// After join: destroy the frame (the result was taken).
+    /// After join: destroy the frame (the result was taken) and drop the handle's reference.
     void finish_join() noexcept;
 
     // Runner side.
-    /// Runs the task on this thread; returns true if it must be queued again (it stays queued).
+    /// Runs one step of the task on this thread (its first, or up to `budget` ready nodes);
+    /// returns true if it must be queued again (it stays queued).
     bool run_step(unsigned budget);
 
     /// The spawned Task's frame (coroutine_handle<>::address()); valid until the frame is destroyed.
@@ -70,12 +73,15 @@ public:
         return const_cast<unsigned char*>(reinterpret_cast<const unsigned char*>(this)) + sizeof(FrameHeader);
     }
 
-    Spawned* next_queued = nullptr;  // the executor's run queue (its lock)
-    std::uint32_t live_index = 0;    // its slot in the executor's table of live tasks (its lock)
-    /// In the executor's list of live tasks. Once cleared (completion, cancellation, or the
-    /// executor's destructor), the task never touches its executor again, so a JoinHandle may
+    /// Its slot in the executor's table of live tasks (written under the executor's lock), or
+    /// `not_live` once it left the table (completion, cancellation, or the executor's
+    /// destructor): from then on the task never touches its executor again, so a JoinHandle may
     /// outlive the executor.
-    std::atomic<bool> in_live_list{false};
+    static constexpr std::uint32_t not_live = UINT32_MAX;
+    std::uint32_t live_index() const noexcept { return derived_index_.load(std::memory_order_acquire); }
+    void set_live_index(std::uint32_t i) noexcept { derived_index_.store(i, std::memory_order_release); }
+
+    Spawned* next_queued = nullptr;  // the executor's run queue (its lock)
 
 private:
     explicit Spawned(ExecutorState& ex) noexcept;
@@ -86,17 +92,19 @@ private:
     }
     std::coroutine_handle<> frame() const noexcept { return std::coroutine_handle<>::from_address(frame_address()); }
     ExecutorState& executor() const noexcept;
-    void destroy_frame() noexcept;   // once; then unlinks from the executor's live list
-    void complete() noexcept;        // the frame finished: wake the joiner, maybe destroy
+    void destroy_frame() noexcept;          // once (a no-op if gone)
+    void destroy_claimed_frame() noexcept;  // flag_frame_gone was set by the caller, under lock_
+    bool has(std::uint8_t f) const noexcept { return derived_flags_ & f; }
 
-    SpinLock st_;               // guards the fields below
-    bool started_ = false;      // its first step has run (or been claimed)
-    bool running_ = false;      // a thread is running it (or destroying its frame)
-    bool completed_ = false;
-    bool cancelled_ = false;
-    bool handle_gone_ = false;  // detached or the JoinHandle destroyed
-    bool frame_gone_ = false;
-    WaitNode* joiner_ = nullptr;
+    // Bits of derived_flags_ (TaskCore), guarded by lock_.
+    static constexpr std::uint8_t flag_started = 1;      // its first step has run (or been claimed)
+    static constexpr std::uint8_t flag_running = 2;      // a thread is running it (or destroying its frame)
+    static constexpr std::uint8_t flag_completed = 4;
+    static constexpr std::uint8_t flag_cancelled = 8;
+    static constexpr std::uint8_t flag_handle_gone = 16; // detached or the JoinHandle destroyed
+    static constexpr std::uint8_t flag_frame_gone = 32;
+
+    WaitNode* joiner_ = nullptr;  // guarded by lock_
 };
 
 /// The state of an executor, shared by LocalExecutor and Executor: the run queue, the sleeping
@@ -143,6 +151,7 @@ public:
 
 private:
     friend class WaitForWork;
+    void enqueue_locked(Spawned& t) noexcept;  // lock_ held
     SpinLock lock_;
     Spawned* queue_head_ = nullptr;
     Spawned* queue_tail_ = nullptr;

@@ -162,32 +162,11 @@ public:
     /// Resumes ready nodes, at most `budget` of them, on the calling thread, which becomes the
     /// task's running thread meanwhile (`current()` returns this task). Returns true if ready
     /// nodes remain (the task stays queued: the runner must call `run` again later), false if
-    /// none remain. Then, if `go_idle`, the task has gone idle (the next wake schedules it
-    /// again, possibly on another thread at once); if not, it stays queued, so that no wake can
-    /// hand it to another runner before this one is done with it, until the runner calls
-    /// `finish_run`. Only the task's runner calls these.
-    /// If `start` is given, it is resumed first (a spawned task's first step, which has no wait
-    /// node), counting as one of the `budget` resumptions.
-    ASYNC_IO_API bool run(unsigned budget = ~0u, bool go_idle = true, std::coroutine_handle<> start = {});
-    /// Hands a task that has no ready node yet to its runner (a spawned task's first step); the
-    /// runner's `run` must then pass the start handle. Any thread; the task must be idle.
-    void schedule_start() noexcept {
-        lock_.lock();
-        if (!queued_) {
-            queued_ = true;
-            runner_->schedule(*this);
-        }
-        lock_.unlock();
-    }
-    /// Ends a `run(budget, false)` step: the task goes idle if no node became ready meanwhile
-    /// (returns false), else it stays queued and the runner must run it again (returns true).
-    bool finish_run() noexcept {
-        lock_.lock();
-        const bool more = !ready_.empty();
-        if (!more) queued_ = false;
-        lock_.unlock();
-        return more;
-    }
+    /// none remain: then the task has gone idle (the next wake schedules it again, possibly on
+    /// another thread at once). Only the task's runner calls it. (A spawned task has its own
+    /// step, Spawned::run_step in src/executor.cpp, which keeps its life-cycle flags under the
+    /// same lock.)
+    ASYNC_IO_API bool run(unsigned budget = ~0u);
 
     /// The task whose coroutine is running on this thread, or nullptr outside any runner.
     static TaskCore* current() noexcept { return current_; }
@@ -207,12 +186,22 @@ public:
 
     Runner* runner() const noexcept { return runner_; }
 
-private:
-    ASYNC_IO_API static thread_local TaskCore* current_;
+protected:
+    /// Consumes a `request_yield()` made on this thread by the node just resumed.
+    ASYNC_IO_API static bool take_yield_request() noexcept;
 
     SpinLock lock_;
     bool queued_ = false;  // guarded by lock_: the runner has been told and not yet found it idle
-    WaitList ready_;       // guarded by lock_
+    /// For a derived task type, guarded by lock_ (Spawned's life-cycle flags). Declared here to
+    /// fill what would be padding: a spawned task's whole state takes 48 bytes.
+    std::uint8_t derived_flags_ = 0;
+    /// For a derived task type (Spawned's slot in its executor's table of live tasks).
+    std::atomic<std::uint32_t> derived_index_{0};
+    WaitList ready_;  // guarded by lock_
+
+private:
+    ASYNC_IO_API static thread_local TaskCore* current_;
+
     Runner* runner_;
 };
 
