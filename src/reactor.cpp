@@ -381,7 +381,7 @@ void Reactor::timer_insert(TimerEntry& e, std::chrono::steady_clock::time_point 
         if (heap_.size() == heap_.capacity()) heap_.reserve(2 * heap_.size() + 64);  // before taking a slot
         const std::uint32_t slot = timer_slot(e);
         heap_push(deadline, slot);  // no allocation now: cannot throw
-        e.node.state = NodeState::waiting;
+        e.state = NodeState::waiting;
         wake_driver = heap_[0].slot == slot && sleeping_with_deadline_ && deadline < sleep_deadline_;
     }
     if (wake_driver) poller_->notify();
@@ -399,15 +399,15 @@ void Reactor::timer_remove(TimerEntry& e) noexcept {
                 // Armed in the reactor that fork() abandoned (a timer of the parent's, destroyed
                 // in the child): forget it; its task is the parent's, touch nothing of it.
                 e.slot = TimerEntry::no_slot;
-                e.node.state = NodeState::idle;
+                e.state = NodeState::idle;
                 return;
             }
             cancel_slot(e);
-            e.node.state = NodeState::idle;
+            e.state = NodeState::idle;
             return;
         }
     }
-    e.node.task->cancel_ready(e.node);  // it fired: it waits in its task's ready list, if anywhere
+    e.task->cancel_ready(e);  // it fired: it waits in its task's ready list, if anywhere
 }
 
 void Reactor::timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point deadline) {
@@ -417,7 +417,7 @@ void Reactor::timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point d
         e.slot = TimerEntry::no_slot;
     }
     // If it already fired, its node waits in the task's ready list: disarm that wake.
-    e.node.task->cancel_ready(e.node);
+    e.task->cancel_ready(e);
     timer_insert(e, deadline);
 }
 
@@ -442,10 +442,10 @@ void Reactor::fire_timers(std::chrono::steady_clock::time_point now) noexcept {
             prefetch_for_write(e);
             due[n++] = e;
         }
-        for (std::size_t i = 0; i < n; ++i) prefetch_for_write(due[i]->node.task);
+        for (std::size_t i = 0; i < n; ++i) prefetch_for_write(due[i]->task);
         for (std::size_t i = 0; i < n; ++i) {
             due[i]->slot = TimerEntry::no_slot;
-            due[i]->node.task->wake(due[i]->node);
+            due[i]->task->wake(*due[i]);
         }
         if (n < batch) return;
     }

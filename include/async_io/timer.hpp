@@ -168,7 +168,7 @@ public:
     Awaiter(const Awaiter&) = delete;
     Awaiter& operator=(const Awaiter&) = delete;
     ~Awaiter() {
-        if (armed_) detail::timer_remove(entry_);
+        if (entry_.armed) detail::timer_remove(entry_);
         if (timer_.waiting_ == this) timer_.waiting_ = nullptr;
     }
 
@@ -176,13 +176,13 @@ public:
         return timer_.deadline_ != no_deadline && clock::now() >= timer_.deadline_;
     }
     void await_suspend(std::coroutine_handle<> h) {
-        entry_.node.handle = h;
-        entry_.node.task = &detail::task_for_suspend();
+        entry_.handle = h;
+        entry_.task = &detail::task_for_suspend();
         timer_.waiting_ = this;
         if (timer_.deadline_ != no_deadline) arm(timer_.deadline_);
     }
     time_point await_resume() noexcept {
-        armed_ = false;  // it fired: the reactor took it out of the heap
+        entry_.armed = false;  // it fired: the reactor took it out of the heap
         timer_.waiting_ = nullptr;
         const time_point fired = timer_.deadline_;
         timer_.advance();
@@ -195,26 +195,25 @@ private:
     // coroutine may be resumed on another thread (a coroutine that no runner of ours drives is
     // resumed on the async-io thread) before await_suspend has even returned.
     void arm(time_point deadline) {
-        armed_ = true;
+        entry_.armed = true;
         detail::timer_insert(entry_, deadline);
     }
     // Timer::set_* while this awaiter waits.
     void reset(std::optional<time_point> deadline) {
         if (deadline) {
-            if (armed_) {
+            if (entry_.armed) {
                 detail::timer_reset(entry_, *deadline);
             } else {
                 arm(*deadline);
             }
-        } else if (armed_) {
+        } else if (entry_.armed) {
             detail::timer_remove(entry_);
-            armed_ = false;
+            entry_.armed = false;
         }
     }
 
     Timer& timer_;
-    detail::TimerEntry entry_;
-    bool armed_ = false;
+    detail::TimerEntry entry_;  // with the `armed` flag: the reactor may hold the entry
 };
 
 inline Timer::Awaiter Timer::operator co_await() & noexcept { return Awaiter{*this}; }

@@ -41,39 +41,47 @@ ASYNC_IO_API std::ptrdiff_t sys_recv_inq(native_handle_type fd, std::span<std::b
 ///   operation waits for the next event without a syscall.
 /// - The retry after a wake runs on the task's own thread (in `on_ready`), not on the reactor's.
 /// - Destroying the awaiting coroutine unlinks it from the source at once.
+/// The wait node of an IoAwaiter, with the awaiter's small fields in the node's tail padding (48
+/// bytes in all). The awaiter derives from it, so that `on_ready` gets from the node to the
+/// awaiter by a plain downcast.
+struct IoNode : WaitNode {
+    Direction d;
+    bool linked = false;
+    std::uint32_t seen = 0;
+    explicit IoNode(Direction dir) noexcept : d(dir) {}
+};
+#if !defined(_MSC_VER)  // the Itanium C++ ABI reuses a non-POD base's tail padding; MSVC does not
+static_assert(sizeof(IoNode) == sizeof(WaitNode), "IoNode's fields should fit in WaitNode's tail padding");
+#endif
+
 template <class Op>
-class IoAwaiter {
+class IoAwaiter : private IoNode {
 public:
     IoAwaiter(Source* s, Direction d, Op op) noexcept(std::is_nothrow_move_constructible_v<Op>)
-        : s_(s), d_(d), op_(std::move(op)) {
-        node_.owner = this;
-        node_.on_ready = &on_ready;
+        : IoNode(d), s_(s), op_(std::move(op)) {
+        on_ready = &on_ready_fn;
     }
     /// Movable until awaited (so that race/when_all/timeout can hold it).
     IoAwaiter(IoAwaiter&& o) noexcept(std::is_nothrow_move_constructible_v<Op>)
-        : s_(o.s_), d_(o.d_), op_(std::move(o.op_)) {
-        node_.owner = this;
-        node_.on_ready = &on_ready;
+        : IoNode(o.d), s_(o.s_), op_(std::move(o.op_)) {
+        on_ready = &on_ready_fn;
     }
     IoAwaiter& operator=(IoAwaiter&&) = delete;
     ~IoAwaiter() {
-        if (linked_) source_unlink(*s_, d_, node_);
+        if (linked) source_unlink(*s_, d, node());
     }
 
     bool await_ready() noexcept { return try_op(); }
     bool await_suspend(std::coroutine_handle<> h) {  // may throw: task_for_suspend
-        node_.handle = h;
-        node_.task = &task_for_suspend();
+        handle = h;
+        task = &task_for_suspend();
         return !wait_or_complete();
     }
     decltype(auto) await_resume() { return op_.finish(result_); }
 
 private:
-    struct Node : WaitNode {
-        IoAwaiter* owner = nullptr;
-    };
-
-    std::atomic<std::uint32_t>& word() noexcept { return s_->state[static_cast<unsigned>(d_)]; }
+    WaitNode& node() noexcept { return *this; }
+    std::atomic<std::uint32_t>& word() noexcept { return s_->state[static_cast<unsigned>(d)]; }
 
     static constexpr bool stream_read = requires { Op::marks_read; };
     static constexpr bool stream_write = requires { Op::marks_write; };
@@ -90,16 +98,16 @@ private:
         }
         auto& st = word();
         for (;;) {
-            seen_ = st.load(std::memory_order_acquire);
-            if (!(seen_ & (state_ready | state_closed))) {
+            seen = st.load(std::memory_order_acquire);
+            if (!(seen & (state_ready | state_closed))) {
                 if constexpr (stream_read) return speculate();
                 return false;
             }
             result_ = op_.attempt();
             if (!would_block(result_)) {
                 if (op_.drained(result_)) {
-                    std::uint32_t expected = seen_;  // drained: clear unless an event came meanwhile
-                    st.compare_exchange_strong(expected, seen_ & ~state_ready, std::memory_order_acq_rel);
+                    std::uint32_t expected = seen;  // drained: clear unless an event came meanwhile
+                    st.compare_exchange_strong(expected, seen & ~state_ready, std::memory_order_acq_rel);
                     if constexpr (stream_read) allow_speculation();
                 }
                 if constexpr (stream_write) {
@@ -108,8 +116,8 @@ private:
                 }
                 return true;
             }
-            if (st.compare_exchange_strong(seen_, seen_ & ~state_ready, std::memory_order_acq_rel)) {
-                seen_ &= ~state_ready;
+            if (st.compare_exchange_strong(seen, seen & ~state_ready, std::memory_order_acq_rel)) {
+                seen &= ~state_ready;
                 return false;
             }
         }
@@ -126,20 +134,20 @@ private:
         result_ = op_.attempt();
         if (would_block(result_)) {
             s_->read_hint.store(read_hint_off, std::memory_order_relaxed);
-            return false;  // seen_ is still the word read before the attempt: no event is lost
+            return false;  // seen is still the word read before the attempt: no event is lost
         }
         if (result_ > 0) allow_speculation();
         return true;
     }
 
     // Links the node, or completes if an event arrived since try_op looked; true when completed.
-    // `linked_` is set before linking: once linked, the coroutine may be resumed elsewhere.
+    // `linked` is set before linking: once linked, the coroutine may be resumed elsewhere.
     bool wait_or_complete() noexcept {
         for (;;) {
-            linked_ = true;
-            const int r = source_link(*s_, d_, node_, seen_);
+            linked = true;
+            const int r = source_link(*s_, d, node(), seen);
             if (r > 0) return false;
-            linked_ = false;
+            linked = false;
             if (r < 0) {
                 result_ = r;
                 return true;
@@ -148,18 +156,16 @@ private:
         }
     }
 
-    static void on_ready(WaitNode* n) {
-        IoAwaiter* self = static_cast<Node*>(n)->owner;
-        self->linked_ = false;
-        if (self->try_op() || self->wait_or_complete()) self->node_.handle.resume();
+    static void on_ready_fn(WaitNode* n) {
+        IoAwaiter* self = static_cast<IoAwaiter*>(static_cast<IoNode*>(n));
+        self->linked = false;
+        if (self->try_op() || self->wait_or_complete()) self->handle.resume();
     }
 
+    // The node's fields (IoNode): d, linked (set before linking: once linked, the coroutine may
+    // be resumed elsewhere), seen (the readiness word the last attempt saw).
     Source* s_;
-    Direction d_;
-    bool linked_ = false;
-    std::uint32_t seen_ = 0;
     std::ptrdiff_t result_ = 0;
-    Node node_;
     Op op_;
 };
 

@@ -33,17 +33,19 @@ inline constexpr std::uint32_t state_tick = 4u;  ///< one tick
 /// is still what it last saw, under `lock`; the reactor bumps the word and takes the waiters
 /// under the same lock.
 struct Source {
-    int fd = -1;
+    // Ordered largest first: 56 bytes, one 64-byte malloc chunk (a connection has two).
     std::uint64_t key = 0;
-    SpinLock lock;                 ///< guards waiters and armed
-    WaitList waiters[2];           ///< per Direction; any number of waiters each
+    WaitList waiters[2];           ///< per Direction; any number of waiters each; guarded by lock
     std::atomic<std::uint32_t> state[2] = {1u, 1u};  ///< per Direction: tick << 2 | closed << 1 | maybe-ready
+    int fd = -1;
+    SpinLock lock;                 ///< guards waiters and armed
     std::uint8_t armed = 0;        ///< oneshot backends: interest currently armed (bit per Direction)
     /// A hint for stream reads, see read_hint_*: whether a read that finds the ready bit clear
     /// (the last read drained the socket) should try its syscall anyway. Only a hint: racing
     /// updates from several coroutines cost at most one syscall, never a wakeup.
     std::atomic<std::uint8_t> read_hint{0};
 };
+static_assert(sizeof(Source) <= 56 || sizeof(void*) != 8);
 
 /// Source::read_hint bits. After a read drains the socket, the next read waits for the next
 /// event (no syscall) unless `read_hint_speculate` is set: it is set by the drain and cleared by
@@ -71,14 +73,19 @@ ASYNC_IO_API int source_link(Source& s, Direction d, WaitNode& n, std::uint32_t 
 ASYNC_IO_API void source_unlink(Source& s, Direction d, WaitNode& n) noexcept;
 
 /// A pending timer: lives in the awaiting frame. While armed, `slot` names the reactor's slot
-/// that points at it (guarded by the reactor's timer lock); `no_slot` otherwise.
-struct TimerEntry {
+/// that points at it (guarded by the reactor's timer lock); `no_slot` otherwise. A WaitNode by
+/// inheritance rather than by member, so that `slot` and the awaiter's `armed` flag fill the
+/// node's tail padding (48 bytes in all, where a member node made it 56).
+struct TimerEntry : WaitNode {
     static constexpr std::uint32_t no_slot = UINT32_MAX;
-    WaitNode node;
+    bool armed = false;  ///< owned by the awaiter (Timer::Awaiter): the reactor may hold it
     std::uint32_t slot = no_slot;
 };
+#if !defined(_MSC_VER)  // the Itanium C++ ABI reuses a non-POD base's tail padding; MSVC does not
+static_assert(sizeof(TimerEntry) == sizeof(WaitNode), "TimerEntry's fields should fit in WaitNode's tail padding");
+#endif
 
-/// Arms `e` (node.task and node.handle set): it is woken once `deadline` has passed. Interrupts
+/// Arms `e` (task and handle set): it is woken once `deadline` has passed. Interrupts
 /// a driver sleeping past the new deadline. Throws std::bad_alloc (nothing armed then).
 ASYNC_IO_API void timer_insert(TimerEntry& e, std::chrono::steady_clock::time_point deadline);
 /// The cancel half: disarms `e`, or, if it already fired, removes it from its task's ready list.
