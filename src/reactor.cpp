@@ -463,8 +463,11 @@ void Reactor::react(Parker* self, bool block) {
     std::optional<std::chrono::nanoseconds> timeout{std::chrono::nanoseconds::zero()};
     {
         std::lock_guard g(timers_mu_);
-        const auto now = clock::now();
-        fire_timers(now);
+        clock::time_point now{};  // read only if a timer is armed: the clock costs ~40 ns here
+        if (!heap_.empty()) {
+            now = clock::now();
+            fire_timers(now);
+        }
         if (block) {
             prune_cancelled();  // the next deadline is a live timer's
             if (heap_.empty()) {
