@@ -297,3 +297,28 @@ TEST_CASE("many timers with random deadlines fire in deadline order, cancelled o
     REQUIRE(out_of_order == 0);
     for (int i : seen.order) REQUIRE(!cancelled[i]);
 }
+
+TEST_CASE("a Timer::after whose deadline passed before the co_await fires at the reactor's next round", "[timer]") {
+    // after()/set_after() to a moment ahead: the co_await does not read the clock again, so a
+    // deadline that passed in between is found by the reactor, not by await_ready. Either way
+    // the timer fires, never early, and yields its deadline.
+    for (const std::chrono::nanoseconds d : {std::chrono::nanoseconds(1us), std::chrono::nanoseconds(1ms)}) {
+        auto t = Timer::after(d);
+        const auto deadline = *t.deadline();
+        std::this_thread::sleep_for(5ms);
+        const auto fired = block_on(t);
+        REQUIRE(fired == deadline);
+        REQUIRE(clock_type::now() >= deadline);
+        REQUIRE_FALSE(t.will_fire());
+        REQUIRE_FALSE(t.period());
+    }
+    // A zero or negative duration is due at once, and so is at() a past moment: the co_await
+    // completes without suspending, so it wins a race against a yield.
+    REQUIRE(block_on(race(Timer::after(0ms), yield_now())).index() == 0);
+    REQUIRE(block_on(race(Timer::after(-1s), yield_now())).index() == 0);
+    REQUIRE(block_on(race(Timer::at(clock_type::now() - 1s), yield_now())).index() == 0);
+    // The documented exception: after() to a moment still ahead then, awaited after it passed.
+    auto late = Timer::after(1us);
+    std::this_thread::sleep_for(1ms);
+    REQUIRE(block_on(race(std::move(late), yield_now())).index() == 1);
+}
