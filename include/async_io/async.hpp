@@ -643,7 +643,10 @@ inline Task<std::vector<SocketAddr>> resolve_async(std::string host, std::uint16
     }).detach();
     std::byte b{};
     (void)co_await done.read({&b, 1});  // the write (or the close) happens after the result
-    if (shared->error) std::rethrow_exception(shared->error);
+    // Moved out: the exception is then freed by the thread that handles it, never by the lookup
+    // thread's late release of `shared` (which, with libc++abi's uninstrumented reference count,
+    // ThreadSanitizer reported as a race with the handler reading what()).
+    if (shared->error) std::rethrow_exception(std::exchange(shared->error, nullptr));
     co_return std::move(shared->addrs);
 }
 
