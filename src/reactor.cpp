@@ -3,6 +3,7 @@
 #include "reactor.hpp"
 
 #include "parker.hpp"
+#include "prefetch.hpp"
 
 #include <async_io/detail/sys.hpp>
 
@@ -234,16 +235,6 @@ void Reactor::dispatch(std::size_t count) noexcept {
 
 // ---- timers ------------------------------------------------------------------------------------
 
-namespace {
-inline void prefetch_for_write(const void* p) noexcept {
-#if defined(__GNUC__)
-    __builtin_prefetch(p, 1);
-#else
-    (void)p;
-#endif
-}
-}  // namespace
-
 // A 4-ary heap: half the depth of a binary one, and the four children of a node are adjacent.
 void Reactor::sift_up(std::size_t i) noexcept {
     const HeapItem item = heap_[i];
@@ -335,13 +326,8 @@ void Reactor::heap_pop() noexcept {
         heap_[hole] = heap_[least];
         hole = least;
     }
-    while (hole > 0) {
-        const std::size_t parent = (hole - 1) / 4;
-        if (!(last.deadline < heap_[parent].deadline)) break;
-        heap_[hole] = heap_[parent];
-        hole = parent;
-    }
     heap_[hole] = last;
+    sift_up(hole);
 }
 
 void Reactor::prune_cancelled() noexcept {

@@ -126,7 +126,7 @@ private:
         HeapItem& back() noexcept { return v_.back(); }
         void push_back(const HeapItem& item) { v_.push_back(item); }
         void pop_back() noexcept { v_.pop_back(); }
-        void resize(std::size_t n) { v_.resize(n + pad); }  // shrinking only (HeapItem has no default)
+        void resize(std::size_t n) { v_.resize(n + pad); }
         HeapItem* begin() noexcept { return v_.data() + pad; }
         HeapItem* end() noexcept { return v_.data() + v_.size(); }
 
