@@ -18,6 +18,8 @@
 // synchronously (include/async_io/detail/wait.hpp).
 #include <async_io/executor.hpp>
 
+#include "prefetch.hpp"
+
 #include <cassert>
 #include <cstdint>
 #include <new>
@@ -26,13 +28,6 @@
 namespace async_io::detail {
 
 namespace {
-inline void prefetch(const void* p) noexcept {
-#if defined(__GNUC__)
-    __builtin_prefetch(p, 1);
-#else
-    (void)p;
-#endif
-}
 constexpr unsigned task_budget = 32;  // nodes one task may resume per step
 constexpr std::size_t loop_batch = 64;  // tasks per run-loop round before it yields
 }  // namespace
@@ -97,13 +92,9 @@ void Spawned::join_unlink(WaitNode& n) noexcept {
 
 void Spawned::destroy_frame() noexcept {
     lock_.lock();
-    if (has(flag_frame_gone)) {
-        lock_.unlock();
-        return;
-    }
-    derived_flags_ |= flag_frame_gone;
+    const bool claimed = claim_frame_locked();
     lock_.unlock();
-    destroy_claimed_frame();
+    if (claimed) destroy_claimed_frame();
 }
 
 void Spawned::destroy_claimed_frame() noexcept {
@@ -166,10 +157,9 @@ void Spawned::detach() noexcept {
 void Spawned::finish_join() noexcept {
     lock_.lock();
     derived_flags_ |= flag_handle_gone;
-    const bool destroy = !has(flag_frame_gone);
-    derived_flags_ |= flag_frame_gone;
+    const bool claimed = claim_frame_locked();
     lock_.unlock();
-    if (destroy) destroy_claimed_frame();
+    if (claimed) destroy_claimed_frame();
     release();
 }
 
@@ -218,17 +208,19 @@ bool Spawned::run_step(unsigned budget) {
     if (frame().done()) {
         derived_flags_ |= flag_completed;  // it stays queued for good: nothing can wake a finished frame
         if (WaitNode* j = std::exchange(joiner_, nullptr)) j->task->wake(*j);
-        const bool unwanted = has(flag_handle_gone);
+        // Nobody wants the result (detached, or the JoinHandle destroyed): claim the frame now.
+        const bool destroy = has(flag_handle_gone) && claim_frame_locked();
         lock_.unlock();
         // Leave the live table first: from here on the executor may be destroyed before the
         // JoinHandle takes the result (and destroys the frame).
         executor().unlink_live(*this);
-        if (unwanted) destroy_frame();
+        if (destroy) destroy_claimed_frame();
         return false;
     }
     if (has(flag_cancelled)) {
+        const bool destroy = claim_frame_locked();
         lock_.unlock();
-        destroy_frame();
+        if (destroy) destroy_claimed_frame();
         return false;
     }
     const bool more = !ready_.empty();
@@ -351,8 +343,8 @@ std::size_t ExecutorState::tick(std::size_t max) {
         // burst (timers) sit in frames scattered over memory. A prefetch never faults, so it
         // does not matter if another runner takes `next` (or frees it) meanwhile.
         if (next) {
-            prefetch(next);
-            prefetch(next->frame_address());
+            prefetch_for_write(next);
+            prefetch_for_write(next->frame_address());
         }
         if (t->run_step(task_budget)) {
             enqueue(*t);  // still ready: to the back, keeping the queue's reference

@@ -93,7 +93,13 @@ private:
     std::coroutine_handle<> frame() const noexcept { return std::coroutine_handle<>::from_address(frame_address()); }
     ExecutorState& executor() const noexcept;
     void destroy_frame() noexcept;          // once (a no-op if gone)
-    void destroy_claimed_frame() noexcept;  // flag_frame_gone was set by the caller, under lock_
+    /// lock_ held: sets flag_frame_gone; true if this caller set it, and so must destroy the frame.
+    bool claim_frame_locked() noexcept {
+        const bool claimed = !has(flag_frame_gone);
+        derived_flags_ |= flag_frame_gone;
+        return claimed;
+    }
+    void destroy_claimed_frame() noexcept;  // after claim_frame_locked() returned true
     bool has(std::uint8_t f) const noexcept { return derived_flags_ & f; }
 
     // Bits of derived_flags_ (TaskCore), guarded by lock_.
