@@ -88,7 +88,16 @@ struct ReadOp {
     std::span<std::byte> buf;
     int inq = -1;
     bool empty_buffer() const noexcept { return buf.empty(); }
-    std::ptrdiff_t attempt() noexcept { return stream_read(kind, fd, buf, inq); }
+    // TCP: TCP_INQ only while reads fill their buffers (Source::short_reads); a short read needs
+    // no queue report to know it drained the socket.
+    std::ptrdiff_t attempt(Source& s) noexcept {
+        if (kind != StreamKind::tcp) return stream_read(kind, fd, buf, inq);
+        const bool was_short = s.short_reads.load(std::memory_order_relaxed) != 0;
+        const std::ptrdiff_t r = was_short ? sys_recv(fd, buf, 0) : sys_recv_inq(fd, buf, &inq);
+        if (r > 0 && (static_cast<std::size_t>(r) < buf.size()) != was_short)
+            s.short_reads.store(was_short ? 0 : 1, std::memory_order_relaxed);
+        return r;
+    }
     bool drained(std::ptrdiff_t r) const noexcept {
         return r > 0 && (static_cast<std::size_t>(r) < buf.size() || inq == 0);
     }

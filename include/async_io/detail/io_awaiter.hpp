@@ -29,6 +29,7 @@ ASYNC_IO_API std::ptrdiff_t sys_recv_inq(native_handle_type fd, std::span<std::b
 
 /// An operation on a source. `Op` provides
 ///   std::ptrdiff_t attempt() noexcept   // the syscall(s): >= 0 done, -errno failed or would block
+///                                       // (or attempt(Source&), for an op that keeps hints there)
 ///   R finish(std::ptrdiff_t r)          // the awaiter's result (throws for errors)
 ///   bool drained(std::ptrdiff_t r)      // the successful attempt emptied (or filled) the kernel
 ///                                       // buffer: a fewer-bytes-than-asked transfer, or TCP_INQ
@@ -83,6 +84,13 @@ private:
     WaitNode& node() noexcept { return *this; }
     std::atomic<std::uint32_t>& word() noexcept { return s_->state[static_cast<unsigned>(d)]; }
 
+    std::ptrdiff_t attempt() noexcept {
+        if constexpr (requires(Op& o, Source& s) { o.attempt(s); })
+            return op_.attempt(*s_);
+        else
+            return op_.attempt();
+    }
+
     static constexpr bool stream_read = requires { Op::marks_read; };
     static constexpr bool stream_write = requires { Op::marks_write; };
 
@@ -103,7 +111,7 @@ private:
                 if constexpr (stream_read) return speculate();
                 return false;
             }
-            result_ = op_.attempt();
+            result_ = attempt();
             if (!would_block(result_)) {
                 if (op_.drained(result_)) {
                     std::uint32_t expected = seen;  // drained: clear unless an event came meanwhile
@@ -131,7 +139,7 @@ private:
     bool speculate() noexcept {
         if (s_->read_hint.load(std::memory_order_relaxed) != read_hint_speculate) return false;
         s_->read_hint.store(0, std::memory_order_relaxed);  // one try per drain
-        result_ = op_.attempt();
+        result_ = attempt();
         if (would_block(result_)) {
             s_->read_hint.store(read_hint_off, std::memory_order_relaxed);
             return false;  // seen is still the word read before the attempt: no event is lost
