@@ -53,9 +53,9 @@ Spawned* Spawned::create(ExecutorState& ex, void* frame_address) noexcept {
 
 ExecutorState& Spawned::executor() const noexcept { return static_cast<ExecutorState&>(*runner()); }
 
-void Spawned::release() noexcept {
+void Spawned::release(std::uint32_t n) noexcept {
     FrameHeader* h = header();
-    if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (h->refs.fetch_sub(n, std::memory_order_acq_rel) == n) {
         this->~Spawned();
         h->~FrameHeader();
         ::operator delete(h);
@@ -168,11 +168,11 @@ void Spawned::finish_join() noexcept {
 // happened meanwhile. The task stays queued through the whole step: a wake meanwhile only
 // appends to its ready list, so no other runner can start it while this one still reads its
 // frame and its flags; it goes idle (schedulable again) only in the last critical section.
-bool Spawned::run_step(unsigned budget) {
+Spawned::StepEnd Spawned::run_step(unsigned budget) {
     lock_.lock();
     if (has(flag_cancelled | flag_frame_gone | flag_completed)) {
         lock_.unlock();
-        return false;  // it stays queued for good: nothing may run it again
+        return StepEnd::done;  // it stays queued for good: nothing may run it again
     }
     const bool first = !has(flag_started);
     derived_flags_ |= flag_running | flag_started;
@@ -212,21 +212,23 @@ bool Spawned::run_step(unsigned budget) {
         const bool destroy = has(flag_handle_gone) && claim_frame_locked();
         lock_.unlock();
         // Leave the live table first: from here on the executor may be destroyed before the
-        // JoinHandle takes the result (and destroys the frame).
-        executor().unlink_live(*this);
+        // JoinHandle takes the result (and destroys the frame). The table's reference goes to
+        // the run loop, which drops it with the queue's in one atomic operation (dropping it
+        // here stalled on the store into the table, a cache miss with many tasks live).
+        const bool was_live = executor().take_live(*this);
         if (destroy) destroy_claimed_frame();
-        return false;
+        return was_live ? StepEnd::finished : StepEnd::done;
     }
     if (has(flag_cancelled)) {
         const bool destroy = claim_frame_locked();
         lock_.unlock();
         if (destroy) destroy_claimed_frame();
-        return false;
+        return StepEnd::done;
     }
     const bool more = !ready_.empty();
     if (!more) queued_ = false;
     lock_.unlock();
-    return more;
+    return more ? StepEnd::requeue : StepEnd::done;
 }
 
 // ---- ExecutorState ------------------------------------------------------------------------------
@@ -293,18 +295,22 @@ Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
 }
 
 void ExecutorState::unlink_live(Spawned& t) noexcept {
+    if (take_live(t)) t.release();  // the live table's reference
+}
+
+bool ExecutorState::take_live(Spawned& t) noexcept {
     lock_.lock();
     const std::uint32_t index = t.live_index();
     if (index == Spawned::not_live) {
         lock_.unlock();
-        return;
+        return false;
     }
     t.set_live_index(Spawned::not_live);
     live_[index] = nullptr;
     free_live_.push_back(index);
     --live_count_;
     lock_.unlock();
-    t.release();  // the live table's reference
+    return true;
 }
 
 void ExecutorState::enqueue_locked(Spawned& t) noexcept {
@@ -336,6 +342,13 @@ std::size_t ExecutorState::tick(std::size_t max) {
             if (!queue_head_) queue_tail_ = nullptr;
         }
         Spawned* next = queue_head_;
+        // If this step completes the task, it clears the task's slot in the live table: a cache
+        // miss with many tasks live, and the atomic operation after it waits for that store.
+        // Start the load now (t's state is in cache: it was prefetched as `next`).
+        if (t) {
+            const std::uint32_t index = t->live_index();
+            if (index != Spawned::not_live) prefetch_for_write(&live_[index]);
+        }
         lock_.unlock();
         if (!t) break;
         ++ran;
@@ -346,10 +359,10 @@ std::size_t ExecutorState::tick(std::size_t max) {
             prefetch_for_write(next);
             prefetch_for_write(next->frame_address());
         }
-        if (t->run_step(task_budget)) {
-            enqueue(*t);  // still ready: to the back, keeping the queue's reference
-        } else {
-            t->release();
+        switch (t->run_step(task_budget)) {
+            case Spawned::StepEnd::requeue: enqueue(*t); break;  // to the back, with the queue's reference
+            case Spawned::StepEnd::done: t->release(); break;
+            case Spawned::StepEnd::finished: t->release(2); break;  // the queue's and the live table's
         }
     }
     return ran;

@@ -46,7 +46,8 @@ public:
     Spawned& operator=(const Spawned&) = delete;
 
     void add_ref() noexcept { header()->refs.fetch_add(1, std::memory_order_relaxed); }
-    void release() noexcept;
+    /// Drops `n` references to the block (one atomic operation), freeing it with the last.
+    void release(std::uint32_t n = 1) noexcept;
 
     // JoinHandle side (any thread).
     /// True if completed; else links `n` to be woken at completion (false).
@@ -64,9 +65,14 @@ public:
     void finish_join() noexcept;
 
     // Runner side.
-    /// Runs one step of the task on this thread (its first, or up to `budget` ready nodes);
-    /// returns true if it must be queued again (it stays queued).
-    bool run_step(unsigned budget);
+    /// How a step ended, for the run loop that holds the queue's reference.
+    enum class StepEnd : std::uint8_t {
+        requeue,   ///< still ready: queue it again (it stays queued, the reference goes along)
+        done,      ///< idle, cancelled or gone: drop the queue's reference
+        finished,  ///< it completed and left the live table: drop the queue's and the table's
+    };
+    /// Runs one step of the task on this thread (its first, or up to `budget` ready nodes).
+    StepEnd run_step(unsigned budget);
 
     /// The spawned Task's frame (coroutine_handle<>::address()); valid until the frame is destroyed.
     void* frame_address() const noexcept {
@@ -152,6 +158,9 @@ public:
     Task<void> run_loop();
 
     void unlink_live(Spawned& t) noexcept;
+    /// Takes `t` out of the live table without dropping the table's reference, which passes to
+    /// the caller if it returns true (false: it was not in the table).
+    bool take_live(Spawned& t) noexcept;
     /// Appends `t` (whose reference the queue takes over) and wakes a sleeping run loop.
     void enqueue(Spawned& t) noexcept;
 
