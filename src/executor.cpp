@@ -1,8 +1,7 @@
 // Executors: the run queue, sleeping run loops, and the life of a spawned task.
 //
 // A spawned task (Spawned) is a TaskCore whose runner is its executor: when it becomes ready,
-// `schedule` puts it on the executor's queue (taking a reference) and wakes one sleeping run
-// loop. A run loop pops it and calls `run_step`, which claims the task (flag_running) under the
+// `schedule` puts it on the executor's queue and wakes one sleeping run loop. A run loop pops it and calls `run_step`, which claims the task (flag_running) under the
 // task's own lock (TaskCore::lock_, which guards its ready list and its life-cycle flags alike),
 // resumes its ready nodes, and afterwards looks at what happened meanwhile: completed (wake the
 // joiner), cancelled by its JoinHandle from another thread (destroy the frame now, on this
@@ -10,6 +9,12 @@
 //
 // Lock order: a task's lock, then its joiner's task's lock (the join slot is a wait list guarded
 // by the joined task's lock), then an executor's lock, then a sleeping run loop's task's lock.
+//
+// References to the block (FrameHeader::refs): the frame, the live table, the JoinHandle, and the
+// queue. The queue's is taken once, at spawn, and kept while the task goes idle and is queued
+// again (so a wake takes none, and going idle drops none): whoever finds the task idle
+// (queued_ false) when it ends it, takes that reference over and sets queued_ for good (so
+// nothing queues it again); a run loop drops it when a step ends the task.
 //
 // A JoinHandle destroyed on another thread cancels: if the task is running, it only sets
 // flag_cancelled (the runner destroys the frame when the step ends); if not, it claims the task
@@ -63,7 +68,8 @@ void Spawned::release(std::uint32_t n) noexcept {
 }
 
 void release_spawned_frame(FrameHeader* h) noexcept {
-    std::launder(reinterpret_cast<Spawned*>(h->task_state))->release();
+    Spawned* s = std::launder(reinterpret_cast<Spawned*>(h->task_state));
+    if (!s->frame_ref_kept()) s->release();
 }
 
 bool Spawned::join_or_link(WaitNode& n) {
@@ -97,11 +103,13 @@ void Spawned::destroy_frame() noexcept {
     if (claimed) destroy_claimed_frame();
 }
 
-void Spawned::destroy_claimed_frame() noexcept {
+void Spawned::destroy_claimed_frame(bool keep_frame_ref) noexcept {
     // Read first: once out of the live table the executor may be gone.
     const bool live = live_index() != not_live;
     // Its awaiters deregister themselves (cancel_ready takes lock_, which is free). Drops the
-    // frame's reference; the caller holds another.
+    // frame's reference (release_spawned_frame) unless kept; the caller holds another. Only
+    // this thread reads derived_own_ (the frame's operator delete, called from here).
+    derived_own_ = keep_frame_ref;
     frame().destroy();
     if (live) executor().unlink_live(*this);
 }
@@ -122,12 +130,13 @@ void Spawned::cancel() noexcept {
         return;
     }
     derived_flags_ |= flag_running | flag_frame_gone;  // claim it: no runner resumes it from now on
+    const bool idle = take_idle_queue_ref_locked();
     lock_.unlock();
     destroy_claimed_frame();
     lock_.lock();
     derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
     lock_.unlock();
-    release();
+    release(idle ? 2 : 1);  // the handle's, and the queue's if it was idle
 }
 
 void Spawned::cancel_by_executor() noexcept {
@@ -137,12 +146,14 @@ void Spawned::cancel_by_executor() noexcept {
         return;
     }
     derived_flags_ |= flag_cancelled | flag_running | flag_frame_gone;
+    const bool idle = take_idle_queue_ref_locked();
     lock_.unlock();
     destroy_claimed_frame();
     lock_.lock();
     derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
     if (WaitNode* j = std::exchange(joiner_, nullptr)) j->task->wake(*j);
     lock_.unlock();
+    if (idle) release();  // the caller holds a reference of its own
 }
 
 void Spawned::detach() noexcept {
@@ -159,8 +170,8 @@ void Spawned::finish_join() noexcept {
     derived_flags_ |= flag_handle_gone;
     const bool claimed = claim_frame_locked();
     lock_.unlock();
-    if (claimed) destroy_claimed_frame();
-    release();
+    if (claimed) destroy_claimed_frame(true);
+    release(claimed ? 2 : 1);  // the handle's, and the frame's if this thread destroyed it
 }
 
 // One step, with the task's lock taken twice when it resumes one node: once to claim the task
@@ -226,9 +237,9 @@ Spawned::StepEnd Spawned::run_step(unsigned budget) {
         return StepEnd::done;
     }
     const bool more = !ready_.empty();
-    if (!more) queued_ = false;
+    if (!more) queued_ = false;  // the queue's reference stays, for the next wake
     lock_.unlock();
-    return more ? StepEnd::requeue : StepEnd::done;
+    return more ? StepEnd::requeue : StepEnd::idle;
 }
 
 // ---- ExecutorState ------------------------------------------------------------------------------
@@ -327,9 +338,7 @@ void ExecutorState::enqueue(Spawned& t) noexcept {
 }
 
 void ExecutorState::schedule(TaskCore& t) noexcept {
-    auto& s = static_cast<Spawned&>(t);
-    s.add_ref();  // the queue's
-    enqueue(s);
+    enqueue(static_cast<Spawned&>(t));  // with the queue's reference, which it kept while idle
 }
 
 std::size_t ExecutorState::tick(std::size_t max) {
@@ -361,6 +370,7 @@ std::size_t ExecutorState::tick(std::size_t max) {
         }
         switch (t->run_step(task_budget)) {
             case Spawned::StepEnd::requeue: enqueue(*t); break;  // to the back, with the queue's reference
+            case Spawned::StepEnd::idle: break;  // the queue's reference stays for the next wake
             case Spawned::StepEnd::done: t->release(); break;
             case Spawned::StepEnd::finished: t->release(2); break;  // the queue's and the live table's
         }

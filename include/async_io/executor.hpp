@@ -68,7 +68,8 @@ public:
     /// How a step ended, for the run loop that holds the queue's reference.
     enum class StepEnd : std::uint8_t {
         requeue,   ///< still ready: queue it again (it stays queued, the reference goes along)
-        done,      ///< idle, cancelled or gone: drop the queue's reference
+        idle,      ///< nothing ready: the queue's reference stays with the task for its next wake
+        done,      ///< cancelled or gone: drop the queue's reference
         finished,  ///< it completed and left the live table: drop the queue's and the table's
     };
     /// Runs one step of the task on this thread (its first, or up to `budget` ready nodes).
@@ -93,6 +94,7 @@ private:
     explicit Spawned(ExecutorState& ex) noexcept;
     ~Spawned() = default;
     friend void release_spawned_frame(FrameHeader* h) noexcept;
+    bool frame_ref_kept() const noexcept { return derived_own_ != 0; }
     FrameHeader* header() const noexcept {
         return reinterpret_cast<FrameHeader*>(const_cast<Spawned*>(this));  // task_state is at offset 0
     }
@@ -105,7 +107,17 @@ private:
         derived_flags_ |= flag_frame_gone;
         return claimed;
     }
-    void destroy_claimed_frame() noexcept;  // after claim_frame_locked() returned true
+    /// After claim_frame_locked() returned true. Destroying the frame drops its reference,
+    /// unless `keep_frame_ref`: then the caller takes it over (to drop it with its own in one
+    /// atomic operation).
+    void destroy_claimed_frame(bool keep_frame_ref = false) noexcept;
+    /// Ending the task (lock_ held): if it is idle, nothing will queue it again and its caller
+    /// takes over the queue's reference (returns true); if queued, a run loop drops it.
+    bool take_idle_queue_ref_locked() noexcept {
+        const bool idle = !queued_;
+        queued_ = true;
+        return idle;
+    }
     bool has(std::uint8_t f) const noexcept { return derived_flags_ & f; }
 
     // Bits of derived_flags_ (TaskCore), guarded by lock_.

@@ -195,6 +195,9 @@ protected:
     /// For a derived task type, guarded by lock_ (Spawned's life-cycle flags). Declared here to
     /// fill what would be padding: a spawned task's whole state takes 48 bytes.
     std::uint8_t derived_flags_ = 0;
+    /// For a derived task type, used by one thread at a time as its protocol says (Spawned: set
+    /// by the thread that destroys the frame, to keep the frame's reference for itself).
+    std::uint8_t derived_own_ = 0;
     /// For a derived task type (Spawned's slot in its executor's table of live tasks).
     std::atomic<std::uint32_t> derived_index_{0};
     WaitList ready_;  // guarded by lock_
