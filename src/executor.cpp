@@ -25,6 +25,7 @@
 
 #include "prefetch.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdint>
 #include <new>
@@ -132,6 +133,9 @@ void Spawned::cancel() noexcept {
     derived_flags_ |= flag_running | flag_frame_gone;  // claim it: no runner resumes it from now on
     const bool idle = take_idle_queue_ref_locked();
     lock_.unlock();
+    // Read before the frame goes: the task is live, so its executor still exists.
+    ExecutorState& ex = executor();
+    if (idle) ex.drop_queue_refs(1);
     destroy_claimed_frame();
     lock_.lock();
     derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
@@ -148,6 +152,7 @@ void Spawned::cancel_by_executor() noexcept {
     derived_flags_ |= flag_cancelled | flag_running | flag_frame_gone;
     const bool idle = take_idle_queue_ref_locked();
     lock_.unlock();
+    if (idle) executor().drop_queue_refs(1);
     destroy_claimed_frame();
     lock_.lock();
     derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
@@ -266,18 +271,39 @@ ExecutorState::~ExecutorState() {
         }
     }
     lock_.lock();
-    Spawned* q = std::exchange(queue_head_, nullptr);
-    queue_tail_ = nullptr;
+    std::vector<Spawned*> ring = std::move(ring_);
+    const std::size_t head = ring_head_, tail = ring_tail_;
+    ring_head_ = ring_tail_ = 0;
     lock_.unlock();
-    while (q) {
-        Spawned* next = q->next_queued;
-        q->release();
-        q = next;
-    }
+    for (std::size_t i = head; i != tail; ++i) ring[i & (ring.size() - 1)]->release();
+}
+
+void ExecutorState::grow_ring_locked() {
+    std::vector<Spawned*> bigger(ring_.empty() ? 64 : 2 * ring_.size());
+    std::size_t n = 0;
+    for (std::size_t i = ring_head_; i != ring_tail_; ++i) bigger[n++] = ring_[i & (ring_.size() - 1)];
+    ring_ = std::move(bigger);
+    ring_head_ = 0;
+    ring_tail_ = n;
+}
+
+void ExecutorState::drop_queue_refs(std::size_t n) noexcept {
+    lock_.lock();
+    queue_refs_ -= n;
+    lock_.unlock();
 }
 
 Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
     lock_.lock();
+    // Room in the ring for this task too (see ring_): before anything else, as it may throw.
+    if (queue_refs_ >= ring_.size()) {
+        try {
+            grow_ring_locked();
+        } catch (...) {
+            lock_.unlock();
+            throw;  // the Task still owns the frame and destroys it
+        }
+    }
     std::uint32_t index;
     if (!free_live_.empty()) {
         index = free_live_.back();
@@ -300,6 +326,7 @@ Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
     t->set_live_index(index);
     live_[index] = t;
     ++live_count_;
+    ++queue_refs_;
     enqueue_locked(*t);
     lock_.unlock();
     return t;
@@ -325,9 +352,8 @@ bool ExecutorState::take_live(Spawned& t) noexcept {
 }
 
 void ExecutorState::enqueue_locked(Spawned& t) noexcept {
-    t.next_queued = nullptr;
-    if (queue_tail_) queue_tail_->next_queued = &t; else queue_head_ = &t;
-    queue_tail_ = &t;
+    assert(ring_tail_ - ring_head_ < ring_.size() && "the ring has room for every task holding a queue reference");
+    ring_[ring_tail_++ & (ring_.size() - 1)] = &t;
     if (WaitNode* n = sleepers_.pop_front()) n->task->wake(*n);
 }
 
@@ -341,46 +367,90 @@ void ExecutorState::schedule(TaskCore& t) noexcept {
     enqueue(static_cast<Spawned&>(t));  // with the queue's reference, which it kept while idle
 }
 
+// Loading a queued task's memory ahead of its step (a prefetch never faults, so it does not
+// matter if another runner takes the task, or frees it, meanwhile): its state, and the first
+// lines of its frame (small frames' awaiters, the wait node its step pops first).
+static void prefetch_task(const Spawned* t) noexcept { prefetch_for_write(t); }
+static void prefetch_frame(const Spawned* t) noexcept {
+    const auto* frame = static_cast<const unsigned char*>(t->frame_address());
+    prefetch_for_write(frame);
+    prefetch_for_write(frame + 64);
+}
+
 std::size_t ExecutorState::tick(std::size_t max) {
+    // A LocalExecutor's run loop takes up to batch_max tasks per locked section; an Executor's
+    // takes one at a time, leaving the others to other threads.
+    constexpr std::size_t batch_max = 16;
+    // How many tasks ahead of the one it runs a batch starts loading their state.
+    constexpr std::size_t lookahead = 4;
+    Spawned* batch[batch_max];
     std::size_t ran = 0;
+    std::size_t dropped = 0;  // queue references dropped since the last locked section
     while (ran < max) {
+        const std::size_t want = std::min(single_runner_ ? batch_max : std::size_t{1}, max - ran);
         lock_.lock();
-        Spawned* t = queue_head_;
-        if (t) {
-            queue_head_ = t->next_queued;
-            if (!queue_head_) queue_tail_ = nullptr;
-        }
-        Spawned* next = queue_head_;
-        // If this step completes the task, it clears the task's slot in the live table: a cache
-        // miss with many tasks live, and the atomic operation after it waits for that store.
-        // Start the load now (t's state is in cache: it was prefetched as `next`).
-        if (t) {
-            const std::uint32_t index = t->live_index();
-            if (index != Spawned::not_live) prefetch_for_write(&live_[index]);
-        }
+        queue_refs_ -= dropped;
+        dropped = 0;
+        const std::size_t queued = ring_tail_ - ring_head_;
+        const std::size_t n = queued < want ? queued : want;
+        const std::size_t mask = ring_.size() - 1;
+        for (std::size_t k = 0; k < n; ++k) batch[k] = ring_[(ring_head_ + k) & mask];
+        ring_head_ += n;
+        Spawned* const next = queued > n ? ring_[ring_head_ & mask] : nullptr;
+        // Only for prefetching a slot of the live table (below): if another thread's spawn
+        // moves the table meanwhile, a prefetch of the old one is harmless.
+        Spawned* const* live = live_.data();
         lock_.unlock();
-        if (!t) break;
-        ++ran;
-        // Start loading the next task's state and frame while this one runs: tasks woken in a
-        // burst (timers) sit in frames scattered over memory. A prefetch never faults, so it
-        // does not matter if another runner takes `next` (or frees it) meanwhile.
-        if (next) {
-            prefetch_for_write(next);
-            prefetch_for_write(next->frame_address());
+        if (n == 0) break;
+        if (n > 1) {
+            for (std::size_t k = 0; k < n && k < lookahead; ++k) prefetch_task(batch[k]);
+            prefetch_frame(batch[0]);
+        } else if (next) {
+            prefetch_task(next);  // most likely this thread's next task
         }
-        switch (t->run_step(task_budget)) {
-            case Spawned::StepEnd::requeue: enqueue(*t); break;  // to the back, with the queue's reference
-            case Spawned::StepEnd::idle: break;  // the queue's reference stays for the next wake
-            case Spawned::StepEnd::done: t->release(); break;
-            case Spawned::StepEnd::finished: t->release(2); break;  // the queue's and the live table's
+        std::size_t i = 0;
+        try {
+            for (; i < n; ++i) {
+                Spawned* t = batch[i];
+                if (i + lookahead < n) prefetch_task(batch[i + lookahead]);
+                if (i + 1 < n) prefetch_frame(batch[i + 1]);
+                // If this step completes the task, it clears the task's slot in the live table:
+                // a cache miss with many tasks live, which the atomic operation after the store
+                // would wait for. t's state is in cache by now (prefetched above).
+                if (const std::uint32_t index = t->live_index(); index != Spawned::not_live)
+                    prefetch_for_write(live + index);
+                switch (t->run_step(task_budget)) {
+                    case Spawned::StepEnd::requeue: enqueue(*t); break;  // to the back, with its reference
+                    case Spawned::StepEnd::idle: break;  // the queue's reference stays for the next wake
+                    case Spawned::StepEnd::done:
+                        t->release();
+                        ++dropped;
+                        break;
+                    case Spawned::StepEnd::finished:
+                        t->release(2);  // the queue's and the live table's
+                        ++dropped;
+                        break;
+                }
+            }
+        } catch (...) {
+            // Not expected (a step catches what its coroutines throw), but never lose the tasks
+            // not run yet: back to the front of the queue, in order.
+            lock_.lock();
+            queue_refs_ -= dropped;
+            const std::size_t m = ring_.size() - 1;
+            for (std::size_t k = n; k-- > i + 1;) ring_[--ring_head_ & m] = batch[k];
+            lock_.unlock();
+            throw;
         }
+        ran += n;
     }
+    if (dropped) drop_queue_refs(dropped);
     return ran;
 }
 
 bool ExecutorState::empty_queue() {
     lock_.lock();
-    const bool e = queue_head_ == nullptr;
+    const bool e = queue_empty_locked();
     lock_.unlock();
     return e;
 }
@@ -409,7 +479,7 @@ bool ExecutorState::WaitForWork::await_suspend(std::coroutine_handle<> h) {
     node_.handle = h;
     node_.task = &task_for_suspend();
     ex_.lock_.lock();
-    if (ex_.queue_head_) {
+    if (!ex_.queue_empty_locked()) {
         ex_.lock_.unlock();
         return false;
     }

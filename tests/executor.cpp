@@ -971,3 +971,82 @@ TEST_CASE("a task may await a JoinHandle of a task on another executor", "[execu
     REQUIRE(block_on(b.run(hb)) == 3);
     run.stop();
 }
+
+// ================================================================================================
+// The run queue (a ring that a LocalExecutor's run loop takes several tasks from at once)
+// ================================================================================================
+
+namespace {
+
+Task<void> log_steps(std::vector<int>& log, int id, bool yields) {
+    log.push_back(id);
+    if (yields) {
+        co_await yield_now();
+        log.push_back(1000 + id);
+    }
+}
+
+Task<void> sleep_long() { co_await Timer::after(1h); }
+
+Task<void> when_all_handles(std::vector<JoinHandle<void>>& handles) {
+    for (auto& h : handles) co_await h;
+}
+
+}  // namespace
+
+TEST_CASE("queued tasks run in FIFO order across batches, with re-queued and cancelled ones", "[executor]") {
+    for (const bool local : {true, false}) {
+        INFO((local ? "LocalExecutor" : "Executor"));
+        std::vector<int> log;
+        std::vector<int> expected;
+        std::vector<int> yielded;
+        auto body = [&](auto& ex) {
+            std::vector<JoinHandle<void>> handles;
+            for (int i = 0; i < 300; ++i) {
+                const bool yields = i % 3 == 0;
+                handles.push_back(ex.spawn(log_steps(log, i, yields)));
+                if (i % 7 == 3) {
+                    handles.pop_back();  // cancelled while queued, before its first step
+                    continue;
+                }
+                expected.push_back(i);
+                if (yields) yielded.push_back(1000 + i);
+            }
+            // try_tick runs exactly one step, whatever the batching.
+            REQUIRE(ex.try_tick());
+            REQUIRE(log == std::vector<int>{0});
+            block_on(ex.run(when_all_handles(handles)));
+        };
+        if (local) {
+            LocalExecutor ex;
+            body(ex);
+        } else {
+            Executor ex;
+            body(ex);
+        }
+        expected.insert(expected.end(), yielded.begin(), yielded.end());  // re-queued at the back
+        CHECK(log == expected);
+    }
+}
+
+TEST_CASE("cancelling idle tasks and spawning more keeps every queued task", "[executor]") {
+    LocalExecutor ex;
+    std::vector<JoinHandle<void>> sleepers;
+    for (int round = 0; round < 5; ++round) {
+        for (int i = 0; i < 500; ++i) sleepers.push_back(ex.spawn(sleep_long()));
+        block_on(ex.run(Timer::after(1ms)));  // all of them ran their first step and sleep
+        // Cancel four of five while idle: each gives up the queue's reference it kept.
+        std::vector<JoinHandle<void>> kept;
+        for (std::size_t i = 0; i < sleepers.size(); ++i)
+            if (i % 5 == 0) kept.push_back(std::move(sleepers[i]));
+        sleepers = std::move(kept);
+    }
+    // Many runnable at once (more than the ring held so far), all of them must run.
+    std::vector<int> log;
+    std::vector<JoinHandle<void>> runners;
+    for (int i = 0; i < 5000; ++i) runners.push_back(ex.spawn(log_steps(log, i, false)));
+    block_on(ex.run(when_all_handles(runners)));
+    REQUIRE(log.size() == 5000);
+    CHECK(std::is_sorted(log.begin(), log.end()));
+    CHECK_FALSE(ex.is_empty());  // the kept sleepers
+}

@@ -21,6 +21,7 @@ namespace async_io {
 
 template <class T>
 class JoinHandle;
+class LocalExecutor;
 
 namespace detail {
 
@@ -32,10 +33,11 @@ class ExecutorState;
 /// spawned task is one allocation. See src/executor.cpp for the protocol.
 ///
 /// Lifetime: the block is reference counted (FrameHeader::refs): the frame itself, the
-/// executor's list of live tasks, a queue entry, and the JoinHandle each hold a reference; the
-/// last one frees the block. The frame is destroyed exactly once: by the runner after the task
-/// completed and nobody wants the result, by the JoinHandle after it took the result, or on
-/// cancellation (JoinHandle destroyed, executor destroyed).
+/// executor's list of live tasks, the run queue (from spawn until a step ends the task, kept
+/// while it idles), and the JoinHandle each hold a reference; the last one frees the block. The
+/// frame is destroyed exactly once: by the runner after the task completed and nobody wants the
+/// result, by the JoinHandle after it took the result, or on cancellation (JoinHandle destroyed,
+/// executor destroyed).
 class ASYNC_IO_API Spawned : public TaskCore {
 public:
     /// Builds the state in the header of `frame`'s block (a Task frame that has not started),
@@ -88,8 +90,6 @@ public:
     std::uint32_t live_index() const noexcept { return derived_index_.load(std::memory_order_acquire); }
     void set_live_index(std::uint32_t i) noexcept { derived_index_.store(i, std::memory_order_release); }
 
-    Spawned* next_queued = nullptr;  // the executor's run queue (its lock)
-
 private:
     explicit Spawned(ExecutorState& ex) noexcept;
     ~Spawned() = default;
@@ -112,7 +112,8 @@ private:
     /// atomic operation).
     void destroy_claimed_frame(bool keep_frame_ref = false) noexcept;
     /// Ending the task (lock_ held): if it is idle, nothing will queue it again and its caller
-    /// takes over the queue's reference (returns true); if queued, a run loop drops it.
+    /// takes over the queue's reference (returns true: it drops it, and tells the executor,
+    /// ExecutorState::drop_queue_refs); if queued, a run loop drops it.
     bool take_idle_queue_ref_locked() noexcept {
         const bool idle = !queued_;
         queued_ = true;
@@ -135,7 +136,9 @@ private:
 /// run loops, and the live tasks. Thread-safe (a task may be woken from any thread).
 class ASYNC_IO_API ExecutorState final : public Runner {
 public:
-    ExecutorState() = default;
+    /// `single_runner`: only one thread ever runs it (LocalExecutor), so a run loop may take
+    /// several queued tasks at once without holding back work another thread could do.
+    explicit ExecutorState(bool single_runner) noexcept : single_runner_(single_runner) {}
     ExecutorState(const ExecutorState&) = delete;
     ExecutorState& operator=(const ExecutorState&) = delete;
     ~ExecutorState();  // cancels every live task
@@ -175,13 +178,26 @@ public:
     bool take_live(Spawned& t) noexcept;
     /// Appends `t` (whose reference the queue takes over) and wakes a sleeping run loop.
     void enqueue(Spawned& t) noexcept;
+    /// `n` tasks dropped the queue's reference outside a run loop (cancelled while idle).
+    void drop_queue_refs(std::size_t n) noexcept;
 
 private:
     friend class WaitForWork;
     void enqueue_locked(Spawned& t) noexcept;  // lock_ held
+    bool queue_empty_locked() const noexcept { return ring_head_ == ring_tail_; }
+    void grow_ring_locked();                   // may throw std::bad_alloc
+
     SpinLock lock_;
-    Spawned* queue_head_ = nullptr;
-    Spawned* queue_tail_ = nullptr;
+    const bool single_runner_;
+    // The run queue: a ring of task pointers rather than a list linked through the tasks, so
+    // that a run loop takes several at once and sees the next ones without touching their
+    // memory (it prefetches them: woken timer tasks sit in frames scattered over memory). It
+    // never fills up: a task is queued at most once at a time, and only while it holds the
+    // queue's reference, and spawn grows the ring to hold every task that does (queue_refs_).
+    std::vector<Spawned*> ring_;   // a power of two long (or empty)
+    std::size_t ring_head_ = 0;    // pops at ring_[ring_head_ & mask]; both only grow
+    std::size_t ring_tail_ = 0;
+    std::size_t queue_refs_ = 0;   // tasks holding the queue's reference (an upper bound)
     WaitList sleepers_;
     // The live tasks, for the destructor to cancel: a table with a free list rather than a
     // linked list, so that a task leaves it without touching other tasks' memory (1M tasks
@@ -246,7 +262,7 @@ public:
     bool is_empty() { return state_->idle(); }
 
 protected:
-    ExecutorBase() : state_(std::make_unique<ExecutorState>()) {}
+    ExecutorBase() : state_(std::make_unique<ExecutorState>(std::is_same_v<Derived, LocalExecutor>)) {}
     std::unique_ptr<ExecutorState> state_;
 };
 

@@ -44,11 +44,11 @@ struct TaskPromiseBase;
 /// destroyed), and the block is freed by whoever drops the last (src/executor.cpp).
 struct alignas(16) FrameHeader {
     static constexpr std::uint32_t magic_value = 0x7a5c0f1eu;
-    alignas(16) unsigned char task_state[48];
+    alignas(16) unsigned char task_state[40];
     std::atomic<std::uint32_t> refs{0};
     std::uint32_t magic = magic_value;  // checked by spawn: the handle's address is the frame's
 };
-static_assert(sizeof(FrameHeader) == 64 && sizeof(FrameHeader) % alignof(std::max_align_t) == 0);
+static_assert(sizeof(FrameHeader) == 48 && sizeof(FrameHeader) % alignof(std::max_align_t) == 0);
 
 inline FrameHeader* frame_header(void* frame_address) noexcept {
     return reinterpret_cast<FrameHeader*>(static_cast<unsigned char*>(frame_address) - sizeof(FrameHeader));

@@ -193,7 +193,7 @@ protected:
     SpinLock lock_;
     bool queued_ = false;  // guarded by lock_: the runner has been told and not yet found it idle
     /// For a derived task type, guarded by lock_ (Spawned's life-cycle flags). Declared here to
-    /// fill what would be padding: a spawned task's whole state takes 48 bytes.
+    /// fill what would be padding: a spawned task's whole state takes 40 bytes.
     std::uint8_t derived_flags_ = 0;
     /// For a derived task type, used by one thread at a time as its protocol says (Spawned: set
     /// by the thread that destroys the frame, to keep the frame's reference for itself).
