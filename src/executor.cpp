@@ -378,6 +378,11 @@ static void prefetch_frame(const Spawned* t) noexcept {
 }
 
 std::size_t ExecutorState::tick(std::size_t max) {
+    bool drained = false;
+    return run_tasks(max, drained);
+}
+
+std::size_t ExecutorState::run_tasks(std::size_t max, bool& drained) {
     // A LocalExecutor's run loop takes up to batch_max tasks per locked section; an Executor's
     // takes one at a time, leaving the others to other threads.
     constexpr std::size_t batch_max = 16;
@@ -401,6 +406,7 @@ std::size_t ExecutorState::tick(std::size_t max) {
         // moves the table meanwhile, a prefetch of the old one is harmless.
         Spawned* const* live = live_.data();
         lock_.unlock();
+        if (n < want) drained = true;  // run these, then stop: the run loop waits for more work
         if (n == 0) break;
         if (n > 1) {
             for (std::size_t k = 0; k < n && k < lookahead; ++k) prefetch_task(batch[k]);
@@ -443,16 +449,10 @@ std::size_t ExecutorState::tick(std::size_t max) {
             throw;
         }
         ran += n;
+        if (drained) break;
     }
     if (dropped) drop_queue_refs(dropped);
     return ran;
-}
-
-bool ExecutorState::empty_queue() {
-    lock_.lock();
-    const bool e = queue_empty_locked();
-    lock_.unlock();
-    return e;
 }
 
 bool ExecutorState::idle() {
@@ -486,18 +486,25 @@ bool ExecutorState::WaitForWork::await_suspend(std::coroutine_handle<> h) {
     node_.state = NodeState::waiting;
     ex_.sleepers_.push_back(node_);
     linked_ = true;
+    slept_ = true;
     ex_.lock_.unlock();
     return true;
 }
 
 Task<void> ExecutorState::run_loop() {
+    std::size_t since_poll = 0;  // tasks run since the runner last polled the reactor
     for (;;) {
-        const std::size_t n = tick(loop_batch);
-        if (n == loop_batch) {
+        bool drained = false;
+        since_poll += run_tasks(loop_batch - since_poll, drained);
+        if (since_poll == loop_batch) {
+            since_poll = 0;
             co_await yield_now();  // let the runner poll the reactor: no starvation of I/O
-        } else if (n == 0) {
+        } else if (drained) {
+            // The queue was empty when last looked at: wait for work, unless some came since
+            // (WaitForWork looks again under the lock).
             WaitForWork w(*this);
             co_await w;
+            if (w.slept()) since_poll = 0;
         }
     }
 }

@@ -150,24 +150,29 @@ public:
 
     /// Runs up to `max` queued tasks on this thread; returns how many it ran.
     std::size_t tick(std::size_t max);
-    bool empty_queue();
     bool idle();  // no live task
 
-    /// Suspends the run loop until the queue is not empty.
+    /// Suspends the run loop until the queue is not empty (it does not suspend if it is not:
+    /// await_suspend looks under the executor's lock, so await_ready need not take it first).
     class WaitForWork {
     public:
         explicit WaitForWork(ExecutorState& ex) noexcept : ex_(ex) {}
         WaitForWork(const WaitForWork&) = delete;
         WaitForWork& operator=(const WaitForWork&) = delete;
         ~WaitForWork();
-        bool await_ready() { return !ex_.empty_queue(); }
+        bool await_ready() const noexcept { return false; }
         bool await_suspend(std::coroutine_handle<> h);
-        void await_resume() noexcept {}
+        // Resumed through its node (a wake took it off sleepers_ and out of the task's ready
+        // list), or never suspended: either way it is in no list now.
+        void await_resume() noexcept { linked_ = false; }
+        /// Whether it suspended (the runner then polled the reactor before it resumed).
+        bool slept() const noexcept { return slept_; }
 
     private:
         ExecutorState& ex_;
         WaitNode node_;
         bool linked_ = false;
+        bool slept_ = false;
     };
 
     Task<void> run_loop();
@@ -184,6 +189,8 @@ public:
 private:
     friend class WaitForWork;
     void enqueue_locked(Spawned& t) noexcept;  // lock_ held
+    /// tick's body; `drained` says whether it stopped because it found the queue empty.
+    std::size_t run_tasks(std::size_t max, bool& drained);
     bool queue_empty_locked() const noexcept { return ring_head_ == ring_tail_; }
     void grow_ring_locked();                   // may throw std::bad_alloc
 
