@@ -1,11 +1,12 @@
 // Executors: the run queue, sleeping run loops, and the life of a spawned task.
 //
 // A spawned task (Spawned) is a TaskCore whose runner is its executor: when it becomes ready,
-// `schedule` puts it on the executor's queue and wakes one sleeping run loop. A run loop pops it and calls `run_step`, which claims the task (flag_running) under the
-// task's own lock (TaskCore::lock_, which guards its ready list and its life-cycle flags alike),
-// resumes its ready nodes, and afterwards looks at what happened meanwhile: completed (wake the
-// joiner), cancelled by its JoinHandle from another thread (destroy the frame now, on this
-// thread), or still ready (queue it again at the back).
+// `schedule` puts it on the executor's queue and wakes one sleeping run loop. A run loop pops it
+// and calls `run_step`, which claims the task (flag_running) under the task's own lock
+// (TaskCore::lock_, which guards its ready list and its life-cycle flags alike), resumes its
+// ready nodes, and afterwards looks at what happened meanwhile: completed (wake the joiner),
+// cancelled by its JoinHandle from another thread (destroy the frame now, on this thread), or
+// still ready (queue it again at the back).
 //
 // Lock order: a task's lock, then its joiner's task's lock (the join slot is a wait list guarded
 // by the joined task's lock), then an executor's lock, then a sleeping run loop's task's lock.
@@ -133,9 +134,6 @@ void Spawned::cancel() noexcept {
     derived_flags_ |= flag_running | flag_frame_gone;  // claim it: no runner resumes it from now on
     const bool idle = take_idle_queue_ref_locked();
     lock_.unlock();
-    // Read before the frame goes: the task is live, so its executor still exists.
-    ExecutorState& ex = executor();
-    if (idle) ex.drop_queue_refs(1);
     destroy_claimed_frame();
     lock_.lock();
     derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
@@ -152,13 +150,21 @@ void Spawned::cancel_by_executor() noexcept {
     derived_flags_ |= flag_cancelled | flag_running | flag_frame_gone;
     const bool idle = take_idle_queue_ref_locked();
     lock_.unlock();
-    if (idle) executor().drop_queue_refs(1);
     destroy_claimed_frame();
     lock_.lock();
     derived_flags_ &= static_cast<std::uint8_t>(~flag_running);
     if (WaitNode* j = std::exchange(joiner_, nullptr)) j->task->wake(*j);
     lock_.unlock();
     if (idle) release();  // the caller holds a reference of its own
+}
+
+bool Spawned::take_idle_queue_ref_locked() noexcept {
+    const bool idle = !queued_;
+    queued_ = true;
+    // Off the executor's count now, while the task is live (once it leaves the live table the
+    // executor may be gone). Lock order: this task's lock, then its executor's.
+    if (idle) executor().drop_queue_refs(1);
+    return idle;
 }
 
 void Spawned::detach() noexcept {

@@ -111,14 +111,10 @@ private:
     /// unless `keep_frame_ref`: then the caller takes it over (to drop it with its own in one
     /// atomic operation).
     void destroy_claimed_frame(bool keep_frame_ref = false) noexcept;
-    /// Ending the task (lock_ held): if it is idle, nothing will queue it again and its caller
-    /// takes over the queue's reference (returns true: it drops it, and tells the executor,
-    /// ExecutorState::drop_queue_refs); if queued, a run loop drops it.
-    bool take_idle_queue_ref_locked() noexcept {
-        const bool idle = !queued_;
-        queued_ = true;
-        return idle;
-    }
+    /// Ending the task (lock_ held): if it is idle, nothing will queue it again, the executor
+    /// stops counting its queue reference, and the caller takes that reference over (returns
+    /// true: it drops it); if queued, a run loop drops it.
+    bool take_idle_queue_ref_locked() noexcept;
     bool has(std::uint8_t f) const noexcept { return derived_flags_ & f; }
 
     // Bits of derived_flags_ (TaskCore), guarded by lock_.
@@ -183,7 +179,7 @@ public:
     bool take_live(Spawned& t) noexcept;
     /// Appends `t` (whose reference the queue takes over) and wakes a sleeping run loop.
     void enqueue(Spawned& t) noexcept;
-    /// `n` tasks dropped the queue's reference outside a run loop (cancelled while idle).
+    /// `n` tasks gave up the queue's reference outside a run loop (ended while idle).
     void drop_queue_refs(std::size_t n) noexcept;
 
 private:
