@@ -39,6 +39,18 @@ struct stored<T&> {
 template <class R>
 using stored_t = typename stored<R>::type;
 
+/// The inverse of stored_t: the R that `s` holds (nothing for void).
+template <class R>
+R unstore(stored_t<R>&& s) {
+    if constexpr (std::is_void_v<R>) {
+        return;
+    } else if constexpr (std::is_reference_v<R>) {
+        return s.get();
+    } else {
+        return std::move(s);
+    }
+}
+
 /// A group of child coroutines started by one combinator (race or when_all). A child tells the
 /// group when it finished; the group answers with the coroutine to transfer to.
 class ChildGroup {
@@ -140,6 +152,19 @@ template <class A>
 concept cancellable_argument =
     !std::is_lvalue_reference_v<A> || has_member_co_await<A> || has_free_co_await<A>;
 
+/// Creates child `I` of a combinator's group over the awaitables `aws`, tells it its group and
+/// index, and runs it to its first suspension, or to its end (then it has already called
+/// `group.child_done(I)`).
+template <std::size_t I, class... A>
+void start_child(ChildGroup& group, std::tuple<Child<result_of_t<A>>...>& children, std::tuple<A...>& aws) {
+    using E = std::tuple_element_t<I, std::tuple<A...>>;
+    auto& child = std::get<I>(children);
+    child = make_child<result_of_t<E>, E>(std::forward<E>(std::get<I>(aws)));
+    child.promise().group = &group;
+    child.promise().index = I;
+    child.handle().resume();
+}
+
 // ---- race ---------------------------------------------------------------------------------------
 
 template <class... A>
@@ -172,13 +197,7 @@ private:
     template <std::size_t I>
     void start() {
         if constexpr (I < N) {
-            using R = result_of_t<std::tuple_element_t<I, std::tuple<A...>>>;
-            using E = std::tuple_element_t<I, std::tuple<A...>>;
-            auto& child = std::get<I>(children_);
-            child = make_child<R, E>(std::forward<E>(std::get<I>(aws_)));
-            child.promise().group = this;
-            child.promise().index = I;
-            child.handle().resume();
+            start_child<I>(*this, children_, aws_);
             if (winner_ == npos) start<I + 1>();
         }
     }
@@ -255,14 +274,8 @@ private:
     template <std::size_t I>
     void start() {
         if constexpr (I < N) {
-            using R = result_of_t<std::tuple_element_t<I, std::tuple<A...>>>;
-            using E = std::tuple_element_t<I, std::tuple<A...>>;
-            auto& child = std::get<I>(children_);
-            child = make_child<R, E>(std::forward<E>(std::get<I>(aws_)));
-            child.promise().group = this;
-            child.promise().index = I;
             ++pending_;
-            child.handle().resume();
+            start_child<I>(*this, children_, aws_);
             if (!failed_) start<I + 1>();
         }
     }
@@ -410,13 +423,7 @@ public:
             inner_.reset();
             throw std::system_error(std::make_error_code(std::errc::timed_out), "timeout");
         }
-        if constexpr (std::is_void_v<result_type>) {
-            return;
-        } else if constexpr (std::is_reference_v<result_type>) {
-            return std::get<0>(r).get();
-        } else {
-            return std::move(std::get<0>(r));
-        }
+        return unstore<result_type>(std::move(std::get<0>(r)));
     }
 
 private:

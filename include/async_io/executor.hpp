@@ -248,15 +248,8 @@ public:
     template <class A>
         requires awaitable<A&&>
     Task<await_result_t<A&&>> run(A&& aw) {
-        using R = await_result_t<A&&>;
         auto r = co_await race(std::forward<A>(aw), state_->run_loop());
-        if constexpr (std::is_void_v<R>) {
-            co_return;
-        } else if constexpr (std::is_reference_v<R>) {
-            co_return std::get<0>(r).get();
-        } else {
-            co_return std::move(std::get<0>(r));
-        }
+        co_return detail::unstore<await_result_t<A&&>>(std::move(std::get<0>(r)));
     }
 
     /// Runs one queued task step if there is one; true if it ran one. For user-written loops.

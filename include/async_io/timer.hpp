@@ -117,7 +117,7 @@ public:
     }
     /// The period of an interval timer.
     std::optional<duration> period() const noexcept {
-        return period_ >= duration::zero() ? std::optional<duration>(period_) : std::nullopt;
+        return periodic() ? std::optional<duration>(period_) : std::nullopt;
     }
 
     class Awaiter;
@@ -147,9 +147,11 @@ private:
         return std::chrono::ceil<duration>(p);
     }
     void set(std::optional<time_point> deadline, std::optional<duration> period) noexcept;
+    // An interval timer (one-shot timers keep a negative sentinel in period_).
+    bool periodic() const noexcept { return period_ >= duration::zero(); }
     /// After a fire: the next deadline of an interval timer, none for a one-shot.
     void advance() noexcept {
-        if (period_ >= duration::zero() && deadline_ != no_deadline) {
+        if (periodic() && deadline_ != no_deadline) {
             deadline_ = add(deadline_, period_).value_or(no_deadline);
         } else {
             deadline_ = no_deadline;
