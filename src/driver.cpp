@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__)
@@ -183,6 +184,10 @@ void poll_reactor(Parker& p) {
     Reactor::get().react(&p, false);
 }
 
+// The Parker of the `block_on` whose task runs on this thread (null outside one, and on the
+// async-io thread).
+thread_local Parker* block_on_parker = nullptr;
+
 // ---- the async-io thread ----------------------------------------------------------------------
 
 struct AsyncIoThread {
@@ -287,10 +292,28 @@ void request_yield() noexcept { yield_requested = true; }
 
 // ---- block_on -----------------------------------------------------------------------------------
 
+bool poll_reactor_from_task() {
+    Parker* p = block_on_parker;
+    if (!p) return false;
+    ReactorLock& lock = reactor_lock();
+    if (!lock.try_acquire(*p)) return false;
+    struct Release {
+        ReactorLock& l;
+        ~Release() { l.release(); }
+    } release{lock};
+    Reactor::get().react(p, false);
+    return true;
+}
+
 void run_root(std::coroutine_handle<> root) {
     Parker parker;
     ThreadRunner runner(parker);
     TaskCore core(&runner);
+    struct SetParker {
+        Parker* saved;
+        explicit SetParker(Parker* p) noexcept : saved(std::exchange(block_on_parker, p)) {}
+        ~SetParker() { block_on_parker = saved; }
+    } set_parker(&parker);
     {
         TaskCore::Scope scope(&core);
         root.resume();

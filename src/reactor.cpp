@@ -466,6 +466,8 @@ std::size_t Reactor::timer_count() {
 
 void Reactor::react(Parker* self, bool block) {
     using clock = std::chrono::steady_clock;
+    rounds_.store(rounds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (block) blocking_rounds_.store(blocking_rounds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     std::optional<std::chrono::nanoseconds> timeout{std::chrono::nanoseconds::zero()};
     {
         std::lock_guard g(timers_mu_);

@@ -62,6 +62,10 @@ public:
     const char* backend_name() const noexcept { return poller_->name(); }
     /// Number of armed timers (for tests).
     std::size_t timer_count();
+    /// Rounds of the reactor since it was created (react calls: each one poller wait), and
+    /// how many of them were allowed to block (for tests and diagnostics). Any thread.
+    std::uint64_t rounds() const noexcept { return rounds_.load(std::memory_order_relaxed); }
+    std::uint64_t blocking_rounds() const noexcept { return blocking_rounds_.load(std::memory_order_relaxed); }
 
     /// The pthread_atfork child handler: abandons the reactor and the driver's state. Only
     /// atomic stores (the child may not allocate here under the sanitizers' fork interceptors).
@@ -163,6 +167,10 @@ private:
     std::chrono::steady_clock::time_point sleep_deadline_;
 
     std::atomic<bool> sleeping_{false};  // the driver is (about to be) blocked in poller_->wait
+    // Written only by the reactor lock's holder (a load and a store, no locked instruction);
+    // atomic so that any thread may read them.
+    std::atomic<std::uint64_t> rounds_{0};
+    std::atomic<std::uint64_t> blocking_rounds_{0};
     std::array<PollEvent, 1024> events_; // used by the reactor lock holder only
 };
 
@@ -173,5 +181,11 @@ void register_fork_handler() noexcept;
 /// The driver's half of Reactor::after_fork_in_child (src/driver.cpp): forgets the reactor lock
 /// and the async-io thread, which the child creates afresh when it needs them.
 void driver_after_fork_in_child() noexcept;
+/// Polls the reactor once without blocking, on behalf of the `block_on` running on this thread,
+/// if this thread is in one and no other thread holds the reactor (src/driver.cpp). An
+/// executor's run loop calls it when its queue runs dry, before it goes to sleep: readiness
+/// that is already there then reaches its tasks without waking and resuming the `block_on`'s
+/// task in between. False if it did not poll.
+bool poll_reactor_from_task();
 
 }  // namespace async_io::detail

@@ -8,6 +8,8 @@
 #include "support.hpp"
 #include "task_checks.hpp"
 
+#include "reactor.hpp"  // internal: Reactor::rounds, blocking_rounds
+
 #include <async_io/async.hpp>
 
 #include <algorithm>
@@ -728,6 +730,64 @@ TEST_CASE("a task that keeps yielding does not starve a timer of another task", 
         run.stop();
     }
     stop = true;
+}
+
+TEST_CASE("a run loop whose tasks answer each other over a local socket does not sleep between messages", "[executor]") {
+    // The run loop polls the reactor itself when its queue runs dry (src/executor.cpp,
+    // run_loop): the answer of a local peer, already there, reaches its task in that poll, with
+    // no blocking round (the run loop's sleep, the wake of the block_on's task). Without the
+    // poll every message costs one.
+    constexpr int round_trips = 500;
+    auto [a, b] = net::UnixStream::pair();
+    Async<net::UnixStream> left(std::move(a)), right(std::move(b));
+    auto& reactor = detail::Reactor::get();
+    std::uint64_t blocking = 0, rounds = 0;
+    LocalExecutor ex;
+    block_on(ex.run([&]() -> Task<void> {
+        auto echo = ex.spawn([](Async<net::UnixStream>& s) -> Task<void> {
+            std::byte byte{};
+            for (int i = 0; i < round_trips; ++i) {
+                co_await s.read_exact({&byte, 1});
+                co_await s.write_all({&byte, 1});
+            }
+        }(right));
+        auto ping = ex.spawn([](Async<net::UnixStream>& s) -> Task<void> {
+            std::byte byte{1};
+            for (int i = 0; i < round_trips; ++i) {
+                co_await s.write_all({&byte, 1});
+                co_await s.read_exact({&byte, 1});
+            }
+        }(left));
+        const std::uint64_t blocking0 = reactor.blocking_rounds(), rounds0 = reactor.rounds();
+        co_await ping;
+        co_await echo;
+        blocking = reactor.blocking_rounds() - blocking0;
+        rounds = reactor.rounds() - rounds0;
+    }()));
+    INFO("reactor rounds " << rounds << ", of them blocking " << blocking);
+    REQUIRE(rounds >= round_trips);  // the messages did go through the reactor
+    REQUIRE(blocking < round_trips / 10);
+}
+
+TEST_CASE("a run loop whose tasks wait for timers polls the reactor about once per sleep", "[executor]") {
+    // Where its poll finds nothing the run loop skips it on its next sleeps (1, 2, 4 ... 64 of
+    // them): a poll that always came up empty would double the system calls of a loop that
+    // waits for far peers or timers.
+    constexpr int sleeps = 200;
+    auto& reactor = detail::Reactor::get();
+    std::uint64_t blocking = 0, rounds = 0;
+    LocalExecutor ex;
+    block_on(ex.run([&]() -> Task<void> {
+        const std::uint64_t blocking0 = reactor.blocking_rounds(), rounds0 = reactor.rounds();
+        co_await ex.spawn([]() -> Task<void> {
+            for (int i = 0; i < sleeps; ++i) co_await Timer::after(200us);
+        }());
+        blocking = reactor.blocking_rounds() - blocking0;
+        rounds = reactor.rounds() - rounds0;
+    }()));
+    INFO("reactor rounds " << rounds << ", of them blocking " << blocking);
+    REQUIRE(blocking >= sleeps);
+    REQUIRE(rounds - blocking < sleeps / 4);
 }
 
 TEST_CASE("run() returns when its awaitable completes even while other tasks keep yielding", "[executor]") {

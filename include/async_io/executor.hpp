@@ -242,9 +242,12 @@ public:
     /// Runs the executor's tasks on the calling thread until `aw` completes, then yields its
     /// result (or rethrows). Use it as `block_on(ex.run(main()))`; several threads may do so at
     /// once for an Executor. Tasks still pending when `aw` completes stay in the executor.
-    /// While the queue is empty, the thread waits for a task to wake (driving the reactor from
-    /// its `block_on` if nobody else does). After every 64 tasks it lets the reactor poll for
-    /// I/O, so that always-ready tasks cannot starve I/O and timers.
+    /// When the queue runs dry, the thread first polls the reactor without blocking (if it is
+    /// in a `block_on` and no other thread drives the reactor), so that readiness already
+    /// there reaches its tasks at once; if that brought no work it waits for a task to wake
+    /// (driving the reactor from its `block_on` if nobody else does), and skips the poll the
+    /// next few times (up to 64) the queue runs dry. After every 64 tasks it lets the reactor
+    /// poll for I/O, so that always-ready tasks cannot starve I/O and timers.
     template <class A>
         requires awaitable<A&&>
     Task<await_result_t<A&&>> run(A&& aw) {
