@@ -1,6 +1,7 @@
 // The driver: who runs the reactor, and when. `block_on` (run_root) drives it on its own thread
 // while its task waits, if no other thread is driving; otherwise it parks and is woken by its
-// task's wakes. When a driver stops (its own task became ready), it hands the reactor lock to the
+// task's wakes. An executor's run loop inside a `block_on` also polls it once, without blocking,
+// when its queue runs dry (poll_reactor_from_task). When a driver stops (its own task became ready), it hands the reactor lock to the
 // threads parked waiting for it. The async-io thread exists only for coroutines that no runner of
 // this library drives (a user's own coroutine type awaiting a Timer from a plain thread): it is
 // spawned the first time such a coroutine suspends, resumes those coroutines, drives the reactor
