@@ -1,13 +1,14 @@
 // The driver: who runs the reactor, and when. `block_on` (run_root) drives it on its own thread
 // while its task waits, if no other thread is driving; otherwise it parks and is woken by its
 // task's wakes. An executor's run loop inside a `block_on` also polls it once, without blocking,
-// when its queue runs dry (poll_reactor_from_task). When a driver stops (its own task became ready), it hands the reactor lock to the
-// threads parked waiting for it. The async-io thread exists only for coroutines that no runner of
-// this library drives (a user's own coroutine type awaiting a Timer from a plain thread): it is
-// spawned the first time such a coroutine suspends, resumes those coroutines, drives the reactor
-// only while no `block_on` thread wants it, and sleeps in the poller (no periodic wakeups) when
-// there is nothing to do. In the child of a fork, the reactor lock and the async-io thread are
-// forgotten (driver_after_fork_in_child) and created afresh when needed.
+// when its queue runs dry (poll_reactor_from_task). When a driver stops (its own task became
+// ready), it hands the reactor lock to the threads parked waiting for it. The async-io thread
+// exists only for coroutines that no runner of this library drives (a user's own coroutine type
+// awaiting a Timer from a plain thread): it is spawned the first time such a coroutine suspends,
+// resumes those coroutines, drives the reactor only while no `block_on` thread wants it, and sleeps
+// in the poller (no periodic wakeups) when there is nothing to do. In the child of a fork, the
+// reactor lock and the async-io thread are forgotten (driver_after_fork_in_child) and created
+// afresh when needed.
 #include "parker.hpp"
 #include "reactor.hpp"
 
@@ -175,14 +176,16 @@ private:
 constexpr unsigned run_budget = 128;
 
 /// Polls the reactor without blocking if no other thread holds it (fairness for busy tasks).
-void poll_reactor(Parker& p) {
+/// False if it did not poll.
+bool poll_reactor(Parker& p) {
     ReactorLock& lock = reactor_lock();
-    if (!lock.try_acquire(p)) return;
+    if (!lock.try_acquire(p)) return false;
     struct Release {
         ReactorLock& l;
         ~Release() { l.release(); }
     } release{lock};
     Reactor::get().react(&p, false);
+    return true;
 }
 
 // The Parker of the `block_on` whose task runs on this thread (null outside one, and on the
@@ -293,18 +296,7 @@ void request_yield() noexcept { yield_requested = true; }
 
 // ---- block_on -----------------------------------------------------------------------------------
 
-bool poll_reactor_from_task() {
-    Parker* p = block_on_parker;
-    if (!p) return false;
-    ReactorLock& lock = reactor_lock();
-    if (!lock.try_acquire(*p)) return false;
-    struct Release {
-        ReactorLock& l;
-        ~Release() { l.release(); }
-    } release{lock};
-    Reactor::get().react(p, false);
-    return true;
-}
+bool poll_reactor_from_task() { return block_on_parker && poll_reactor(*block_on_parker); }
 
 void run_root(std::coroutine_handle<> root) {
     Parker parker;

@@ -416,17 +416,14 @@ void Reactor::timer_reset(TimerEntry& e, std::chrono::steady_clock::time_point d
 
 // Wakes the due timers, in deadline order; cancelled items are dropped on the way.
 //
-// In batches: a due entry and its task's core sit in frames scattered over memory, and with many
-// timers armed each is a cache miss. Popping a batch first and prefetching its entries, then
-// their tasks, lets those misses overlap instead of costing one round trip to memory each, one
-// after the other.
+// In batches, in stages: a due item leads to its slot in the table, the slot to the entry (in
+// the sleeping frame), the entry to its task's core (in the frame's block), each an address known
+// only once the one before is loaded, and with many timers armed each is a cache miss. Popping a
+// batch first (prefetching the slots), then reading its entries (prefetching their tasks), lets
+// the misses of one stage overlap instead of costing one round trip to memory each, one after
+// the other. Reading the table after popping is safe: slots are reused only by timer_insert,
+// which waits for timers_mu_, held here.
 void Reactor::fire_timers(std::chrono::steady_clock::time_point now) noexcept {
-    // In batches, in stages, so that each stage's cache misses overlap instead of queueing one
-    // behind the other: a due item leads to its slot in the table, the slot to the entry (in
-    // the sleeping frame), the entry to its task (in the frame's block), each an address known
-    // only once the one before is loaded; with many timers armed each is a miss. Popping first
-    // and reading the table afterwards is safe: slots are reused only by timer_insert, which
-    // waits for timers_mu_, held here.
     constexpr std::size_t batch = 32;
     std::uint32_t slots[batch];
     TimerEntry* due[batch];
