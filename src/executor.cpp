@@ -508,7 +508,7 @@ Task<void> ExecutorState::run_loop() {
     // without polling the next 1, 2, 4 ... 64 times its queue runs dry (the first of them at
     // once): about one extra epoll_wait per 64 sleeps there.
     constexpr std::uint32_t max_poll_backoff = 64;
-    std::size_t since_poll = 0;    // tasks run since the runner last polled the reactor
+    std::size_t since_poll = 0;    // tasks run since the loop last let its runner go on (yield, sleep)
     bool polled = false;           // this round follows an inline poll
     std::uint32_t backoff = 0;     // sleeps to skip the poll on after the next fruitless one
     std::uint32_t skip_polls = 0;  // sleeps left to skip the poll on

@@ -461,10 +461,16 @@ std::size_t Reactor::timer_count() {
 
 // ---- one round ---------------------------------------------------------------------------------
 
+// Adds one to a counter that only the reactor lock's holder writes: a load and a store, no
+// locked instruction (see rounds_).
+static void count_round(std::atomic<std::uint64_t>& counter) noexcept {
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 void Reactor::react(Parker* self, bool block) {
     using clock = std::chrono::steady_clock;
-    rounds_.store(rounds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    if (block) blocking_rounds_.store(blocking_rounds_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    count_round(rounds_);
+    if (block) count_round(blocking_rounds_);
     std::optional<std::chrono::nanoseconds> timeout{std::chrono::nanoseconds::zero()};
     {
         std::lock_guard g(timers_mu_);
