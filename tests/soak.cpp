@@ -78,12 +78,6 @@ namespace {
 
 // ---- configuration ------------------------------------------------------------------------------
 
-// tests/CMakeLists.txt sets ASYNC_IO_SANITIZER to the sanitizers of the build, or "none".
-bool under_sanitizer() {
-    const char* s = std::getenv("ASYNC_IO_SANITIZER");
-    return s != nullptr && *s != '\0' && std::string_view(s) != "none";
-}
-
 long env_long(const char* name, long fallback) {
     if (const char* s = std::getenv(name); s != nullptr && *s != '\0') {
         char* end = nullptr;

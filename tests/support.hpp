@@ -18,6 +18,13 @@
 
 namespace async_io::test {
 
+/// True in a build under a sanitizer: tests/CMakeLists.txt sets ASYNC_IO_SANITIZER to the
+/// build's sanitizers, or "none". Long tests do less under them (they run 5-20 times slower).
+inline bool under_sanitizer() {
+    const char* s = std::getenv("ASYNC_IO_SANITIZER");
+    return s != nullptr && *s != '\0' && std::string_view(s) != "none";
+}
+
 /// What an awaitable or a call threw: the code and message of a std::system_error, if any.
 struct Failure {
     bool threw = false;

@@ -2,6 +2,7 @@
 // DESIGN.md §7 one by one.
 #include "catch.hpp"
 #include "reactor.hpp"  // internal: Reactor::timer_count
+#include "support.hpp"
 
 #include <async_io/async.hpp>
 
@@ -215,15 +216,16 @@ TEST_CASE("a timer that is never awaited never reaches the reactor", "[timer]") 
     REQUIRE(reactor.timer_count() == before);
 }
 
-TEST_CASE("a million armed-then-cancelled timers leave nothing behind", "[timer]") {
+TEST_CASE("armed-then-cancelled timers leave nothing behind (a million; 100,000 under sanitizers)", "[timer]") {
     // Each race arms a one-hour timer (it suspends first), then the yield wins and the timer is
-    // cancelled: removal is O(log n) and leaves no tombstone, so the heap ends as it began and a
-    // short timer afterwards fires on time.
+    // cancelled: a cancelled item that reaches the top of the heap is popped at once, so the heap
+    // ends as it began and a short timer afterwards fires on time.
     auto& reactor = detail::Reactor::get();
     const auto before = reactor.timer_count();
-    block_on([]() -> Task<void> {
-        for (int i = 0; i < 1'000'000; ++i) co_await race(Timer::after(1h), yield_now());
-    }());
+    const int count = test::under_sanitizer() ? 100'000 : 1'000'000;
+    block_on([](int count) -> Task<void> {
+        for (int i = 0; i < count; ++i) co_await race(Timer::after(1h), yield_now());
+    }(count));
     REQUIRE(reactor.timer_count() == before);
     const auto start = clock_type::now();
     block_on(Timer::after(10ms));
