@@ -4,6 +4,7 @@
 // capture structured bindings in lambdas (and Catch2's assertion macros make lambdas).
 #include "catch.hpp"
 
+#include <async_io/detail/io_awaiter.hpp>
 #include <async_io/detail/sys.hpp>
 #include <async_io/fd.hpp>
 #include <async_io/net.hpp>
@@ -1135,4 +1136,38 @@ TEST_CASE("sys functions return -errno and never throw", "[net]") {
     CHECK_THROWS_ERRC(check_io(-EAGAIN, "x"), std::errc::operation_would_block);
     CHECK(message_of([] { throw_os_error(ECONNREFUSED, "connect 1.2.3.4:5"); })
               .find("connect 1.2.3.4:5") == 0);
+}
+
+// The readiness cache of a TCP read (async.hpp ReadOp) relies on this: after a read that filled
+// its buffer, the queue report says whether the socket was drained.
+TEST_CASE("a TCP read on a socket with TCP_INQ reports what is left in the receive queue", "[net]") {
+    using namespace async_io::detail;
+    auto listener = TcpListener::bind(SocketAddr::loopback_v4(0));
+    auto client = TcpStream::connect(listener.local_addr());
+    auto server = listener.accept().first;
+    const int fd = server.native_handle();
+    const bool inq_on = enable_tcp_inq(fd);
+#if defined(__linux__)
+    CHECK(inq_on);  // Linux 4.18+
+#endif
+    auto wait_readable = [](int s) {
+        pollfd p{s, POLLIN, 0};
+        return ::poll(&p, 1, 5000) == 1;
+    };
+    client.write(bytes("0123456789"));  // one segment on loopback: all of it arrives at once
+    REQUIRE(wait_readable(fd));
+    std::byte buf[16];
+    int inq = -2;
+    REQUIRE(sys_recv_inq(fd, std::span(buf).first(4), &inq) == 4);
+    CHECK(inq == (inq_on ? 6 : -1));
+    REQUIRE(sys_recv_inq(fd, std::span(buf).first(6), &inq) == 6);
+    CHECK(inq == (inq_on ? 0 : -1));
+    CHECK(text(std::span(buf).first(6)) == "456789");
+
+    // Without the option the kernel sends no report: unknown.
+    server.write(bytes("ab"));
+    REQUIRE(wait_readable(client.native_handle()));
+    inq = -2;
+    REQUIRE(sys_recv_inq(client.native_handle(), std::span(buf).first(2), &inq) == 2);
+    CHECK(inq == -1);
 }
