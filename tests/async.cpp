@@ -314,7 +314,7 @@ Task<void> read_sizes_body(LocalExecutor& ex) {
     auto& reader = streams.first;
     auto& writer = streams.second;
     // Without TCP_NODELAY, Nagle's algorithm holds each one-byte acknowledgement below until the
-    // peer's delayed ACK (some 40 ms on Linux loopback): the test took 27 s instead of a second.
+    // peer's delayed ACK comes: the 2000 rounds took 27 s instead of 0.05 s.
     reader.get_ref().set_nodelay(true);
     writer.get_ref().set_nodelay(true);
     std::uint64_t x = 42;

@@ -1,4 +1,4 @@
-// Helpers shared by several test files (tests/async.cpp, faults.cpp, bad_input.cpp).
+// Helpers shared by several test files (grep for support.hpp to see which).
 #pragma once
 
 #include <async_io/task.hpp>
@@ -19,7 +19,7 @@
 namespace async_io::test {
 
 /// True in a build under a sanitizer: tests/CMakeLists.txt sets ASYNC_IO_SANITIZER to the
-/// build's sanitizers, or "none". Long tests do less under them (they run 5-20 times slower).
+/// build's sanitizers, or "none". Long tests do less under them (they run several times slower).
 inline bool under_sanitizer() {
     const char* s = std::getenv("ASYNC_IO_SANITIZER");
     return s != nullptr && *s != '\0' && std::string_view(s) != "none";
