@@ -117,11 +117,13 @@ std::optional<TcpListener> bind_v6_loopback() {
     }
 }
 
-/// Waits until `fd` is writable (at most 10 s).
-bool wait_writable(int fd) {
-    pollfd p{fd, POLLOUT, 0};
+/// Waits until `fd` reports one of `events` (at most 10 s).
+bool wait_for(int fd, short events) {
+    pollfd p{fd, events, 0};
     return ::poll(&p, 1, 10'000) == 1;
 }
+bool wait_writable(int fd) { return wait_for(fd, POLLOUT); }
+bool wait_readable(int fd) { return wait_for(fd, POLLIN); }
 
 }  // namespace
 
@@ -1150,10 +1152,6 @@ TEST_CASE("a TCP read on a socket with TCP_INQ reports what is left in the recei
 #if defined(__linux__)
     CHECK(inq_on);  // Linux 4.18+
 #endif
-    auto wait_readable = [](int s) {
-        pollfd p{s, POLLIN, 0};
-        return ::poll(&p, 1, 5000) == 1;
-    };
     client.write(bytes("0123456789"));  // one segment on loopback: all of it arrives at once
     REQUIRE(wait_readable(fd));
     std::byte buf[16];

@@ -41,7 +41,7 @@ std::ptrdiff_t sys_recv_inq(native_handle_type fd, std::span<std::byte> buf, int
     } while (r < 0 && errno == EINTR);
     if (r < 0) return -errno;
     // The buffer has room for one control message, so there is no second to look for (walking
-    // them with CMSG_NXTHDR cost a third of this function's instructions).
+    // them with CMSG_NXTHDR cost a fifth of this function's instructions, libc's recvmsg included).
     const cmsghdr* c = CMSG_FIRSTHDR(&msg);
     if (c && c->cmsg_len >= CMSG_LEN(sizeof(int)) && c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ) {
         std::memcpy(inq, CMSG_DATA(c), sizeof(int));
