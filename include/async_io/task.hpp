@@ -43,10 +43,15 @@ struct TaskPromiseBase;
 /// the references to the whole block (the frame itself holds one, released when the frame is
 /// destroyed), and the block is freed by whoever drops the last (src/executor.cpp).
 struct alignas(16) FrameHeader {
-    static constexpr std::uint32_t magic_value = 0x7a5c0f1eu;
+    static constexpr std::uint16_t magic_value = 0x7a5c;
     alignas(16) unsigned char task_state[40];
     std::atomic<std::uint32_t> refs{0};
-    std::uint32_t magic = magic_value;  // checked by spawn: the handle's address is the frame's
+    std::uint16_t magic = magic_value;  // checked by spawn: the handle's address is the frame's
+    /// GCC only (ASYNC_IO_TASK_INLINE_START): where an inline start of this frame stands
+    /// (TaskPromiseBase::Start). Here rather than in the promise, where it would cost every
+    /// frame 8 bytes of padding; nothing in the header but this is used by a frame that is
+    /// awaited rather than spawned.
+    std::uint8_t start = 0;
 };
 static_assert(sizeof(FrameHeader) == 48 && sizeof(FrameHeader) % alignof(std::max_align_t) == 0);
 
@@ -66,8 +71,9 @@ struct TaskFinalAwaiter {
 struct TaskPromiseBase {
     std::coroutine_handle<> continuation_;
 #if ASYNC_IO_TASK_INLINE_START
-    enum class Start : unsigned char { idle, starting, completed_inline };
-    Start start_ = Start::idle;
+    /// FrameHeader::start's values.
+    enum Start : std::uint8_t { idle, starting, completed_inline };
+    static std::uint8_t& start_of(std::coroutine_handle<> h) noexcept { return frame_header(h.address())->start; }
 #endif
     std::suspend_always initial_suspend() const noexcept { return {}; }
     TaskFinalAwaiter final_suspend() const noexcept { return {}; }
@@ -94,8 +100,9 @@ template <class P>
 std::coroutine_handle<> TaskFinalAwaiter::await_suspend(std::coroutine_handle<P> h) noexcept {
     TaskPromiseBase& p = h.promise();
 #if ASYNC_IO_TASK_INLINE_START
-    if (p.start_ == TaskPromiseBase::Start::starting) {
-        p.start_ = TaskPromiseBase::Start::completed_inline;
+    std::uint8_t& start = TaskPromiseBase::start_of(h);
+    if (start == TaskPromiseBase::starting) {
+        start = TaskPromiseBase::completed_inline;
         return std::noop_coroutine();  // back into Task::Awaiter::await_suspend
     }
 #endif
@@ -201,13 +208,14 @@ public:
         bool await_ready() const noexcept { return !h || h.done(); }
 #if ASYNC_IO_TASK_INLINE_START
         bool await_suspend(std::coroutine_handle<> a) {
-            auto& p = h.promise();
+            using detail::TaskPromiseBase;
             awaiting = a;
-            p.continuation_ = a;
-            p.start_ = detail::TaskPromiseBase::Start::starting;
+            h.promise().continuation_ = a;
+            std::uint8_t& start = TaskPromiseBase::start_of(h);
+            start = TaskPromiseBase::starting;
             h.resume();
-            const bool inline_done = p.start_ == detail::TaskPromiseBase::Start::completed_inline;
-            p.start_ = detail::TaskPromiseBase::Start::idle;
+            const bool inline_done = start == TaskPromiseBase::completed_inline;
+            start = TaskPromiseBase::idle;
             return !inline_done;
         }
 #else

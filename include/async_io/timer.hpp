@@ -44,8 +44,10 @@ public:
     /// A timer that never fires.
     static Timer never() noexcept { return Timer{}; }
     /// Fires once, `d` from now (at once if `d <= 0`; never if now + d overflows).
+    /// (The factories take their durations by reference: GCC keeps a by-value argument of a
+    /// call inside a `co_await` expression in the coroutine's frame for as long as it waits.)
     template <class Rep, class Period>
-    static Timer after(std::chrono::duration<Rep, Period> d) noexcept {
+    static Timer after(const std::chrono::duration<Rep, Period>& d) noexcept {
         Timer t;
         t.set_after(d);
         return t;
@@ -59,14 +61,14 @@ public:
     /// Fires every `period`, the first time `period` from now. A period of zero or less fires at
     /// every `co_await` without waiting.
     template <class Rep, class Period>
-    static Timer interval(std::chrono::duration<Rep, Period> period) noexcept {
+    static Timer interval(const std::chrono::duration<Rep, Period>& period) noexcept {
         Timer t;
         t.set_interval(period);
         return t;
     }
     /// Fires at `start`, then every `period`.
     template <class Rep, class Period>
-    static Timer interval_at(time_point start, std::chrono::duration<Rep, Period> period) noexcept {
+    static Timer interval_at(time_point start, const std::chrono::duration<Rep, Period>& period) noexcept {
         Timer t;
         t.set_interval_at(start, period);
         return t;
