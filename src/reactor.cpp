@@ -39,6 +39,14 @@ void bump(std::atomic<std::uint32_t>& st, bool closed) noexcept {
     }
 }
 
+// An event reported direction `d` of `s` ready (and `closed`): bump its readiness word and wake
+// every waiter. s.lock held.
+inline void wake_all(Source& s, Direction d, bool closed) noexcept {
+    const auto i = static_cast<unsigned>(d);
+    bump(s.state[i], closed);
+    while (WaitNode* n = s.waiters[i].pop_front()) n->task->wake(*n);
+}
+
 }  // namespace
 
 // ---- the process's reactor, and fork() ---------------------------------------------------------
@@ -204,10 +212,8 @@ void Reactor::rearm(Source& s) noexcept {
         s.armed = want;
     } catch (const std::system_error&) {
         // The fd is gone: wake the waiters so that their operation runs and reports the error.
-        for (unsigned i = 0; i < 2; ++i) {
-            bump(s.state[i], true);
-            while (WaitNode* n = s.waiters[i].pop_front()) n->task->wake(*n);
-        }
+        wake_all(s, Direction::read, true);
+        wake_all(s, Direction::write, true);
     }
 }
 
@@ -221,13 +227,10 @@ void Reactor::dispatch(std::size_t count) noexcept {
         Source& s = *slots_[idx].source;
         s.lock.lock();
         if (!edge_) s.armed = 0;  // a oneshot registration disarms itself when it reports
-        const bool ready[2] = {ev.readable || ev.read_closed, ev.writable || ev.write_closed};
-        const bool closed[2] = {ev.read_closed, ev.write_closed};
-        for (unsigned i = 0; i < 2; ++i) {
-            if (!ready[i]) continue;
-            bump(s.state[i], closed[i]);
-            while (WaitNode* n = s.waiters[i].pop_front()) n->task->wake(*n);
-        }
+        // Written out per direction: as a loop over two-element arrays of flags this took a
+        // quarter of the function's instructions (callgrind, echo).
+        if (ev.readable | ev.read_closed) wake_all(s, Direction::read, ev.read_closed);
+        if (ev.writable | ev.write_closed) wake_all(s, Direction::write, ev.write_closed);
         if (!edge_) rearm(s);
         s.lock.unlock();
     }
