@@ -179,8 +179,9 @@ int Reactor::source_link(Source& s, Direction d, WaitNode& n, std::uint32_t seen
     return 1;
 }
 
-// Out of line, so that source_link's common path (edge mode, or already armed) has no
-// exception-handling frame to set up: it cost a fifth of that function's instructions.
+// Apart from source_link (and not inlined into it by GCC 12), so that the common path (edge
+// mode, or already armed) sets up no exception-handling frame: that was a fifth of
+// source_link's instructions.
 int Reactor::arm_linked(Source& s, Direction d, WaitNode& n) noexcept {
     s.armed |= bit(d);
     try {

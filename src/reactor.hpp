@@ -95,7 +95,7 @@ private:
     void rearm(Source& s) noexcept;  // s.lock held; backends without edge mode
     /// source_link's oneshot half: arms `d` for the just linked `n`; unlocks s.lock. Returns 1,
     /// or -errno (and unlinks `n`) if the backend refused.
-    [[gnu::noinline]] int arm_linked(Source& s, Direction d, WaitNode& n) noexcept;
+    int arm_linked(Source& s, Direction d, WaitNode& n) noexcept;
 
     std::unique_ptr<Poller> poller_;
     bool edge_;  // the backend has edge mode: register once for both directions
