@@ -786,8 +786,12 @@ TEST_CASE("a run loop whose tasks wait for timers polls the reactor about once p
         rounds = reactor.rounds() - rounds0;
     }()));
     INFO("reactor rounds " << rounds << ", of them blocking " << blocking);
-    REQUIRE(blocking >= sleeps);
-    REQUIRE(rounds - blocking < sleeps / 4);
+    // Each sleep's timer fires in a round of its own. Usually that is a blocking round; on a
+    // loaded machine the thread may lose the CPU for longer than the sleep, and then a poll finds
+    // the timer due and fires it instead: a poll that replaces a blocking round, not one more.
+    // So the bound is on all rounds: fruitless polls are what would push them over.
+    REQUIRE(rounds >= sleeps);
+    REQUIRE(rounds < sleeps + sleeps / 4);
 }
 
 TEST_CASE("run() returns when its awaitable completes even while other tasks keep yielding", "[executor]") {
