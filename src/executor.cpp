@@ -65,8 +65,7 @@ void Spawned::release(std::uint32_t n) noexcept {
     FrameHeader* h = header();
     if (h->refs.fetch_sub(n, std::memory_order_acq_rel) == n) {
         this->~Spawned();
-        h->~FrameHeader();
-        ::operator delete(h);
+        free_frame_block(h);
     }
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <async_io/detail/export.hpp>
+#include <async_io/detail/frame_pool.hpp>
 
 #include <atomic>
 #include <coroutine>
@@ -52,11 +53,34 @@ struct alignas(16) FrameHeader {
     /// frame 8 bytes of padding; nothing in the header but this is used by a frame that is
     /// awaited rather than spawned.
     std::uint8_t start = 0;
+    /// The block came from frame_pool (else from ::operator new).
+    bool pooled = false;
 };
 static_assert(sizeof(FrameHeader) == 48 && sizeof(FrameHeader) % alignof(std::max_align_t) == 0);
 
 inline FrameHeader* frame_header(void* frame_address) noexcept {
     return reinterpret_cast<FrameHeader*>(static_cast<unsigned char*>(frame_address) - sizeof(FrameHeader));
+}
+/// A frame block of `frame_size` bytes of frame (and the header in front), from the frame pool
+/// or, if it does not serve that size, from ::operator new. Returns the frame's address.
+inline void* allocate_frame_block(std::size_t frame_size) {
+    const std::size_t n = sizeof(FrameHeader) + frame_size;
+    void* block = frame_pool::allocate(n);
+    const bool pooled = block != nullptr;
+    if (!pooled) block = ::operator new(n);
+    FrameHeader* h = ::new (block) FrameHeader{};
+    h->pooled = pooled;
+    return static_cast<unsigned char*>(block) + sizeof(FrameHeader);
+}
+/// Frees a block that allocate_frame_block made.
+inline void free_frame_block(FrameHeader* h) noexcept {
+    const bool pooled = h->pooled;
+    h->~FrameHeader();
+    if (pooled) {
+        frame_pool::deallocate(h);
+    } else {
+        ::operator delete(h);
+    }
 }
 /// Drops the frame's reference to a spawned task's block (src/executor.cpp).
 ASYNC_IO_API void release_spawned_frame(FrameHeader* h) noexcept;
@@ -80,16 +104,11 @@ struct TaskPromiseBase {
 
     // The frame's memory: header (see FrameHeader) + frame. Frames are created by the compiler
     // with exactly these; coroutine_handle::address() is the pointer operator new returned.
-    static void* operator new(std::size_t n) {
-        void* block = ::operator new(sizeof(FrameHeader) + n);
-        ::new (block) FrameHeader{};
-        return static_cast<unsigned char*>(block) + sizeof(FrameHeader);
-    }
+    static void* operator new(std::size_t n) { return allocate_frame_block(n); }
     static void operator delete(void* frame) noexcept {
         FrameHeader* h = frame_header(frame);
         if (h->refs.load(std::memory_order_acquire) == 0) {
-            h->~FrameHeader();
-            ::operator delete(h);
+            free_frame_block(h);
         } else {
             release_spawned_frame(h);
         }

@@ -1,0 +1,289 @@
+// The Task frame pool (include/async_io/detail/frame_pool.hpp): blocks are distinct, aligned
+// and reused; emptied segments go back to the system; blocks may be freed on any thread, also
+// after their thread exited (its segments are abandoned, then adopted); and Tasks, spawned or
+// awaited, on one thread or several, live in it. The pool's counts are process-wide, so each case
+// compares them with what they were when it began (ctest runs each case in its own process; a
+// direct run of the binary runs them all in one).
+//
+// Under AddressSanitizer the pool is off (every frame comes from ::operator new, so ASan sees
+// its lifetime): these cases then check only that.
+#include "catch.hpp"
+
+#include <async_io/async.hpp>
+#include <async_io/detail/frame_pool.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace pool = async_io::detail::frame_pool;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t segment_bytes = std::size_t{2} << 20;
+
+/// Blocks of `size` bytes that fill about `segments` segments.
+std::size_t blocks_for(std::size_t segments, std::size_t size) { return segments * segment_bytes / size; }
+
+// Stamps a block with a value derived from `tag` (all of it), and checks the stamp.
+void stamp(void* b, std::size_t size, std::uint64_t tag) {
+    auto* w = static_cast<std::uint64_t*>(b);
+    for (std::size_t i = 0; i < size / 8; ++i) w[i] = tag * 31 + i;
+}
+bool stamped(const void* b, std::size_t size, std::uint64_t tag) {
+    const auto* w = static_cast<const std::uint64_t*>(b);
+    for (std::size_t i = 0; i < size / 8; ++i)
+        if (w[i] != tag * 31 + i) return false;
+    return true;
+}
+
+bool thp_available() {
+    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string s;
+    std::getline(f, s);
+    return s.find("[always]") != std::string::npos || s.find("[madvise]") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("blocks are 16-aligned, disjoint, and larger sizes are left to operator new", "[frame_pool]") {
+    if (!pool::enabled()) {
+        CHECK(pool::allocate(64) == nullptr);
+        return;
+    }
+    CHECK(pool::allocate(pool::max_block + 1) == nullptr);
+    std::vector<std::pair<void*, std::size_t>> blocks;
+    std::uint64_t tag = 0;
+    for (int round = 0; round < 200; ++round)
+        for (std::size_t size : {1u, 16u, 17u, 48u, 200u, 392u, 1000u, 1024u}) {
+            void* b = pool::allocate(size);
+            REQUIRE(b != nullptr);
+            CHECK(reinterpret_cast<std::uintptr_t>(b) % 16 == 0);
+            const std::size_t usable = (size + 15) / 16 * 16;
+            stamp(b, usable, ++tag);
+            blocks.emplace_back(b, usable);
+        }
+    // Every block still holds its own stamp: no two overlap.
+    tag = 0;
+    for (auto& [b, size] : blocks) CHECK(stamped(b, size, ++tag));
+    for (auto& [b, size] : blocks) pool::deallocate(b);
+}
+
+TEST_CASE("freed blocks are reused, and segments whose blocks are all free are unmapped", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    constexpr std::size_t size = 208;
+    const std::size_t n = blocks_for(5, size);  // about five segments
+    const std::size_t before = pool::stats().segments;
+    std::vector<void*> blocks(n);
+    for (auto& b : blocks) b = pool::allocate(size);
+    const std::size_t at_peak = pool::stats().segments;
+    CHECK(at_peak - before >= 5);
+    CHECK(at_peak - before <= 7);
+    // Free half (every other block) and allocate as many again: no new segment.
+    for (std::size_t i = 0; i < n; i += 2) pool::deallocate(blocks[i]);
+    for (std::size_t i = 0; i < n; i += 2) blocks[i] = pool::allocate(size);
+    CHECK(pool::stats().segments == at_peak);
+    for (void* b : blocks) pool::deallocate(b);
+    // What stays: the current segment and one spare.
+    CHECK(pool::stats().segments <= before + 2);
+    // And the memory comes back for the next burst.
+    for (auto& b : blocks) b = pool::allocate(size);
+    CHECK(pool::stats().segments <= at_peak);
+    for (void* b : blocks) pool::deallocate(b);
+}
+
+TEST_CASE("the third and later segments of one size are hinted as huge pages", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    constexpr std::size_t size = 64;
+    const pool::Stats before = pool::stats();
+    std::vector<void*> blocks(blocks_for(4, size));
+    for (auto& b : blocks) b = pool::allocate(size);
+    const pool::Stats s = pool::stats();
+    // Five segments hold them (a segment's header takes a few blocks' room): the first two stay
+    // on small pages.
+    CHECK(s.huge - before.huge <= 3);
+    if (thp_available()) CHECK(s.huge - before.huge >= 1);
+    for (void* b : blocks) pool::deallocate(b);
+    CHECK(pool::stats().huge <= before.huge + 2);
+}
+
+TEST_CASE("blocks freed on another thread come back to their owner", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    constexpr std::size_t size = 96;
+    const std::size_t n = blocks_for(6, size);  // seven segments: more than the walk's free four
+    const pool::Stats before = pool::stats();
+    std::vector<void*> blocks(n);
+    for (int round = 0; round < 4; ++round) {
+        for (std::size_t i = 0; i < n; ++i) {
+            blocks[i] = pool::allocate(size);
+            stamp(blocks[i], size, i);
+        }
+        std::thread([&] {
+            for (std::size_t i = 0; i < n; ++i) {
+                CHECK(stamped(blocks[i], size, i));
+                pool::deallocate(blocks[i]);
+            }
+        }).join();
+    }
+    // Each round found the previous round's blocks on the segments' remote lists.
+    CHECK(pool::stats().segments <= before.segments + 8);
+    CHECK(pool::stats().abandoned == before.abandoned);
+}
+
+TEST_CASE("a thread that exits with blocks out abandons its segments, and another adopts them", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    constexpr std::size_t size = 320;
+    const std::size_t n = blocks_for(2, size);
+    const pool::Stats before = pool::stats();
+    std::vector<void*> blocks(n);
+    std::thread([&] {
+        for (std::size_t i = 0; i < n; ++i) {
+            blocks[i] = pool::allocate(size);
+            stamp(blocks[i], size, i);
+        }
+    }).join();
+    const pool::Stats left = pool::stats();
+    CHECK(left.abandoned - before.abandoned >= 2);
+    CHECK(left.abandoned - before.abandoned == left.segments - before.segments);
+    // Freed here: onto the abandoned segments' remote lists.
+    for (std::size_t i = 0; i < n; ++i) {
+        CHECK(stamped(blocks[i], size, i));
+        pool::deallocate(blocks[i]);
+    }
+    CHECK(pool::stats().segments == left.segments);
+    // This thread needs segments of that size: it adopts the abandoned ones before mapping any.
+    for (auto& b : blocks) b = pool::allocate(size);
+    CHECK(pool::stats().abandoned == before.abandoned);
+    CHECK(pool::stats().segments <= left.segments + 1);
+    for (void* b : blocks) pool::deallocate(b);
+}
+
+namespace {
+// Destroyed at its thread's exit after the pool's own thread state (constructed before it), so
+// its block is freed by a thread whose pool is gone.
+struct FreesAtExit {
+    void* block = nullptr;
+    ~FreesAtExit() {
+        if (block) pool::deallocate(block);
+    }
+};
+}  // namespace
+
+TEST_CASE("a block freed during its thread's exit, after the pool's thread state is gone", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    const pool::Stats before = pool::stats();
+    std::thread([] {
+        static thread_local FreesAtExit keeper;  // constructed first: destroyed last
+        keeper.block = pool::allocate(128);
+        void* other = pool::allocate(128);
+        pool::deallocate(other);
+    }).join();
+    // The segment was abandoned with the block out; the block then went onto its remote list.
+    CHECK(pool::stats().abandoned == before.abandoned + 1);
+    std::vector<void*> blocks(blocks_for(1, 128) + 10);
+    for (auto& b : blocks) b = pool::allocate(128);
+    CHECK(pool::stats().abandoned == before.abandoned);
+    for (void* b : blocks) pool::deallocate(b);
+}
+
+TEST_CASE("threads freeing each other's blocks at random keep every block intact", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    // Each thread allocates blocks of a few sizes, stamps them, and hands them to the next
+    // thread through a mailbox; the receiver checks the stamp and frees them (remote frees),
+    // while its own allocations reuse what the others freed into its segments.
+    constexpr int threads = 4;
+    constexpr int per_thread = 60000;
+    struct Mailbox {
+        std::mutex mu;
+        std::vector<std::pair<void*, std::uint64_t>> items;
+    };
+    std::vector<Mailbox> boxes(threads);
+    std::atomic<int> bad{0};
+    std::atomic<int> done{0};
+    auto size_of = [](std::uint64_t tag) { return std::size_t{64} + 16 * (tag % 5); };
+    auto drain = [&](int me) {
+        std::vector<std::pair<void*, std::uint64_t>> got;
+        {
+            std::lock_guard g(boxes[me].mu);
+            got.swap(boxes[me].items);
+        }
+        for (auto& [b, tag] : got) {
+            if (!stamped(b, size_of(tag), tag)) bad.fetch_add(1);
+            pool::deallocate(b);
+        }
+    };
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+        ts.emplace_back([&, t] {
+            std::vector<void*> own;
+            for (int i = 0; i < per_thread; ++i) {
+                const std::uint64_t tag = (std::uint64_t(t) << 32) | std::uint64_t(i);
+                void* b = pool::allocate(size_of(tag));
+                stamp(b, size_of(tag), tag);
+                if (i % 3 == 0) {
+                    own.push_back(b);  // freed by this thread later: local frees
+                    if (own.size() > 500) {
+                        for (void* o : own) pool::deallocate(o);
+                        own.clear();
+                    }
+                    continue;
+                }
+                {
+                    std::lock_guard g(boxes[(t + 1) % threads].mu);
+                    boxes[(t + 1) % threads].items.emplace_back(b, tag);
+                }
+                if (i % 64 == 0) drain(t);
+            }
+            for (void* o : own) pool::deallocate(o);
+            done.fetch_add(1);
+            while (done.load() < threads) {
+                drain(t);
+                std::this_thread::yield();
+            }
+            drain(t);
+        });
+    for (auto& t : ts) t.join();
+    for (int t = 0; t < threads; ++t) drain(t);
+    CHECK(bad.load() == 0);
+}
+
+TEST_CASE("spawned tasks' frames live in the pool on several threads and all come back", "[frame_pool]") {
+    // Frames are made on the spawning thread and freed wherever the last reference goes (an
+    // executor thread, or here when the JoinHandle is awaited).
+    const pool::Stats before = pool::stats();
+    async_io::Executor ex;
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> runners;
+    for (int i = 0; i < 2; ++i)
+        runners.emplace_back([&] { async_io::block_on(ex.run([](std::atomic<bool>& s) -> async_io::Task<void> {
+                                                                while (!s.load()) co_await async_io::Timer::after(1ms);
+                                                            }(stop))); });
+    std::atomic<int> ran{0};
+    for (int round = 0; round < 5; ++round) {
+        std::vector<async_io::JoinHandle<int>> hs;
+        for (int i = 0; i < 20000; ++i)
+            hs.push_back(ex.spawn([](std::atomic<int>& r, int k) -> async_io::Task<int> {
+                if (k % 7 == 0) co_await async_io::Timer::after(std::chrono::microseconds(k % 500));
+                r.fetch_add(1);
+                co_return k;
+            }(ran, i)));
+        long sum = async_io::block_on([](std::vector<async_io::JoinHandle<int>>& hs) -> async_io::Task<long> {
+            long s = 0;
+            for (auto& h : hs) s += co_await h;
+            co_return s;
+        }(hs));
+        CHECK(sum == 20000L * 19999 / 2);
+    }
+    stop = true;
+    for (auto& t : runners) t.join();
+    CHECK(ran.load() == 100000);
+    // The runner threads exited with no block of theirs out.
+    CHECK(pool::stats().abandoned == before.abandoned);
+}
