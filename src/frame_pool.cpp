@@ -27,7 +27,9 @@
 #include <new>
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
 #include <sys/mman.h>
+#define ASYNC_IO_HAVE_PTHREAD_ATFORK 1
 #define ASYNC_IO_FRAME_POOL_MMAP 1
 #else
 #define ASYNC_IO_FRAME_POOL_MMAP 0
@@ -106,8 +108,16 @@ struct Global {
     std::atomic<std::size_t> huge{0};
 };
 // Never destroyed: threads may exit, and frames be freed, after static destructors ran.
+// fork(): the mutex is held across it (pthread_atfork), so that the child never inherits it
+// locked by a thread it does not have.
 Global& global() {
-    static Global* const g = new Global;
+    static Global* const g = [] {
+        auto* p = new Global;
+#if defined(ASYNC_IO_HAVE_PTHREAD_ATFORK)
+        ::pthread_atfork([] { global().mu.lock(); }, [] { global().mu.unlock(); }, [] { global().mu.unlock(); });
+#endif
+        return p;
+    }();
     return *g;
 }
 

@@ -22,6 +22,11 @@
 #include <thread>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
 namespace pool = async_io::detail::frame_pool;
 using namespace std::chrono_literals;
 
@@ -287,3 +292,37 @@ TEST_CASE("spawned tasks' frames live in the pool on several threads and all com
     // The runner threads exited with no block of theirs out.
     CHECK(pool::stats().abandoned == before.abandoned);
 }
+
+#if defined(__unix__) || defined(__APPLE__)
+TEST_CASE("the child of fork() takes blocks from the pool, adopting segments the parent's threads left", "[frame_pool][fork]") {
+    if (!pool::enabled()) return;
+    // Abandoned segments with blocks out, as exited threads leave them.
+    constexpr std::size_t size = 576;
+    const pool::Stats before = pool::stats();
+    std::vector<void*> blocks(blocks_for(1, size) + 1);
+    std::thread([&] {
+        for (auto& b : blocks) b = pool::allocate(size);
+    }).join();
+    for (std::size_t i = 0; i < blocks.size(); i += 2) pool::deallocate(blocks[i]);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        // Child: adopt (the pool's mutex was not left locked by the fork), allocate, free, and
+        // run tasks whose frames come from the pool.
+        std::vector<void*> mine(blocks.size());
+        for (auto& b : mine) b = pool::allocate(size);
+        const bool adopted = pool::stats().abandoned == before.abandoned;
+        for (void* b : mine) pool::deallocate(b);
+        int sum = 0;
+        async_io::block_on([](int& s) -> async_io::Task<void> {
+            for (int i = 0; i < 1000; ++i) s += co_await [](int k) -> async_io::Task<int> { co_return k; }(i);
+        }(sum));
+        ::_exit(adopted && sum == 999 * 1000 / 2 ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    for (std::size_t i = 1; i < blocks.size(); i += 2) pool::deallocate(blocks[i]);
+}
+#endif
