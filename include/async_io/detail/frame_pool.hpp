@@ -26,10 +26,13 @@ inline constexpr std::size_t max_block = 1024;
 /// Threads: every thread allocates from its own segments; a block may be freed on any thread.
 /// A block freed by its segment's owning thread goes on the segment's free list; one freed by
 /// another thread is pushed (lock-free) onto the segment's remote list, which the owner takes
-/// over when it runs short. A segment whose blocks are all free is returned to the system
-/// (one empty segment per thread and size is kept, so that a burst does not map and unmap
-/// repeatedly). When a thread exits, its segments that still hold blocks are abandoned to a
-/// process-wide list; the next thread that needs a segment of that size adopts one.
+/// over when it runs short. A segment whose blocks are all free is returned to the system,
+/// except a thread's current segment of each size and one spare per thread, so that a burst
+/// does not map and unmap repeatedly: what a thread keeps after its frames are gone is at most
+/// 2 MiB (the pages it touched) per block size it used, plus 2 MiB. When a thread exits, its
+/// empty segments are unmapped and those that still hold blocks are abandoned to a
+/// process-wide list; the next thread that needs a segment of that size adopts one (until
+/// then an abandoned segment stays mapped, also once its blocks were freed).
 ///
 /// Off when the library is built with AddressSanitizer (so that it sees every frame's
 /// lifetime), where the OS offers no mmap, and when the environment variable
