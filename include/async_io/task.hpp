@@ -50,8 +50,8 @@ struct alignas(16) FrameHeader {
     std::uint16_t magic = magic_value;  // checked by spawn: the handle's address is the frame's
     /// GCC only (ASYNC_IO_TASK_INLINE_START): where an inline start of this frame stands
     /// (TaskPromiseBase::Start). Here rather than in the promise, where it would cost every
-    /// frame 8 bytes of padding; nothing in the header but this is used by a frame that is
-    /// awaited rather than spawned.
+    /// frame 8 bytes of padding; nothing in the header but this and `pooled` is used by a
+    /// frame that is awaited rather than spawned.
     std::uint8_t start = 0;
     /// The block came from frame_pool (else from ::operator new).
     bool pooled = false;
