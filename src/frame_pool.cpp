@@ -71,8 +71,8 @@ struct Segment {
     unsigned char* bump = nullptr;  // the never-used tail starts here
     unsigned char* end = nullptr;
     std::size_t used = 0;           // blocks not on `free` (handed out, or on `remote`)
-    Segment* prev = nullptr;        // the owner's list of its segments of this size, or the
-    Segment* next = nullptr;        // abandoned list of this size (under Global::mu)
+    Segment* prev = nullptr;        // the owner's list of its segments of this size; `next`
+    Segment* next = nullptr;        // alone links the abandoned list (a stack, under Global::mu)
     Segment* partial_prev = nullptr;  // the owner's list of its segments (not the current one)
     Segment* partial_next = nullptr;  // that have blocks on `free`
     std::uint32_t block_size = 0;
@@ -264,7 +264,6 @@ Segment* new_segment(Heap& h, std::size_t c) {
             s = g.abandoned[c];
             if (!s) break;
             g.abandoned[c] = s->next;
-            if (s->next) s->next->prev = nullptr;
         }
         g.abandoned_count.fetch_sub(1, std::memory_order_relaxed);
         s->owner.store(&h, std::memory_order_relaxed);
@@ -337,9 +336,7 @@ void abandon(Heap& h) noexcept {
             }
             s->owner.store(nullptr, std::memory_order_relaxed);
             std::lock_guard lock(g.mu);
-            s->prev = nullptr;
             s->next = g.abandoned[c];
-            if (s->next) s->next->prev = s;
             g.abandoned[c] = s;
             g.abandoned_count.fetch_add(1, std::memory_order_relaxed);
         }
