@@ -1001,23 +1001,6 @@ int read_byte_within(int fd, std::chrono::milliseconds limit) {
     }
 }
 
-/// waitpid with a deadline; kills the child if it is late. Returns its wait status, or -1.
-int wait_child(pid_t pid, Clock::duration limit) {
-    const auto end = Clock::now() + limit;
-    int status = 0;
-    for (;;) {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) return status;
-        if (r < 0 && errno != EINTR) return -1;
-        if (Clock::now() > end) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            return -1;
-        }
-        std::this_thread::sleep_for(5ms);
-    }
-}
-
 Task<std::string> read_within(Async<net::UnixStream>& s, Timer::duration limit) {
     std::array<std::byte, 16> buf{};
     const std::size_t n = co_await timeout(limit, s.read(buf));

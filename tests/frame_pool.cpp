@@ -8,6 +8,7 @@
 // Under AddressSanitizer the pool is off (every frame comes from ::operator new, so ASan sees
 // its lifetime): these cases then check only that.
 #include "catch.hpp"
+#include "support.hpp"
 
 #include <async_io/async.hpp>
 #include <async_io/detail/frame_pool.hpp>
@@ -23,7 +24,6 @@
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
-#include <sys/wait.h>
 #include <unistd.h>
 #endif
 
@@ -319,8 +319,8 @@ TEST_CASE("the child of fork() takes blocks from the pool, adopting segments the
         }(sum));
         ::_exit(adopted && sum == 999 * 1000 / 2 ? 0 : 1);
     }
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    const int status = async_io::test::wait_child(pid, std::chrono::seconds(30));
+    REQUIRE(status != -1);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
     for (std::size_t i = 1; i < blocks.size(); i += 2) pool::deallocate(blocks[i]);

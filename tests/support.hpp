@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,8 +14,11 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace async_io::test {
@@ -54,6 +59,24 @@ Failure sync_failure_of(F f) {
         return Failure{true, e.code(), e.what()};
     }
     return {};
+}
+
+/// waitpid with a deadline, for tests that fork: a child that is late (hung) is killed, so the
+/// test fails instead of hanging until ctest's timeout. Returns its wait status, or -1.
+inline int wait_child(pid_t pid, std::chrono::steady_clock::duration limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    for (;;) {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0 && errno != EINTR) return -1;
+        if (std::chrono::steady_clock::now() > end) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+            return -1;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
 }
 
 /// A fresh directory under /tmp, removed with everything in it at the end of the scope.
