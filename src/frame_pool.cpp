@@ -14,6 +14,13 @@
 // remote ones included, so a segment with used == 0 has no block anywhere outside it: nobody
 // can touch it again, and the owner may unmap it.
 //
+// A segment names its owner by the Heap's id, a number no other Heap of the process ever had,
+// not by its address: after fork() the child's new threads may be given the static TLS, and so
+// the Heap address, of a parent thread the child does not have (glibc reuses those threads'
+// stacks), and would take that thread's segments for their own, with list links that belong to
+// another heap. With ids, the segments of the vanished threads simply have no owner that runs:
+// frees into them go onto their remote stacks and stay there (the child leaks them, no more).
+//
 // A thread that exits hands its segments that still have blocks out to the process-wide
 // abandoned list (under a mutex, which orders its last writes before the adopter's reads); a
 // thread that needs a new segment of that size adopts one first, takes over its free list, and
@@ -65,7 +72,7 @@ struct Heap;
 
 struct Segment {
     std::atomic<FreeBlock*> remote{nullptr};  // blocks freed by other threads (any thread pushes)
-    std::atomic<Heap*> owner{nullptr};        // null while abandoned
+    std::atomic<std::uint64_t> owner{0};      // the owner Heap's id; 0 while abandoned
     // The owner's only:
     FreeBlock* free = nullptr;
     unsigned char* bump = nullptr;  // the never-used tail starts here
@@ -96,6 +103,7 @@ struct SizeClass {
 };
 
 struct Heap {
+    std::uint64_t id = 0;  // unique in the process, never 0 (see "A segment names its owner")
     SizeClass classes[class_count];
     Segment* spare = nullptr;  // one empty segment kept, of no size yet
 };
@@ -170,7 +178,7 @@ bool hint_huge(void*) noexcept { return false; }
 /// Sets up `s`'s header for blocks of class `c` (its memory is a fresh or an emptied segment).
 void format(Segment* s, std::size_t c, Heap& h) noexcept {
     auto* base = reinterpret_cast<unsigned char*>(s);
-    s->owner.store(&h, std::memory_order_relaxed);
+    s->owner.store(h.id, std::memory_order_relaxed);
     s->free = nullptr;
     s->bump = base + header_size;
     s->end = base + segment_size;
@@ -246,7 +254,7 @@ void retire(Heap& h, Segment* s) noexcept {
     if (s->in_partial) unlink_partial(sc, s);
     unlink_owned(sc, s);
     if (!h.spare) {
-        s->owner.store(nullptr, std::memory_order_relaxed);
+        s->owner.store(0, std::memory_order_relaxed);
         h.spare = s;
     } else {
         unmap_segment(s);
@@ -266,7 +274,7 @@ Segment* new_segment(Heap& h, std::size_t c) {
             g.abandoned[c] = s->next;
         }
         g.abandoned_count.fetch_sub(1, std::memory_order_relaxed);
-        s->owner.store(&h, std::memory_order_relaxed);
+        s->owner.store(h.id, std::memory_order_relaxed);
         link_owned(sc, s);
         if (collect(s) || can_take(s)) return s;
         // every block of it is still out: keep it (its frees will come to us), look further
@@ -334,7 +342,7 @@ void abandon(Heap& h) noexcept {
                 unmap_segment(s);
                 continue;
             }
-            s->owner.store(nullptr, std::memory_order_relaxed);
+            s->owner.store(0, std::memory_order_relaxed);
             std::lock_guard lock(g.mu);
             s->next = g.abandoned[c];
             g.abandoned[c] = s;
@@ -349,9 +357,13 @@ void abandon(Heap& h) noexcept {
 thread_local Heap* tl_heap = nullptr;  // trivially destructible: readable in any destructor
 thread_local bool tl_heap_gone = false;
 
+// The last id given to a Heap. The child of fork() goes on from the parent's count, so its
+// threads' ids are new there too.
+std::atomic<std::uint64_t> heap_ids{0};
+
 struct HeapHolder {
     Heap heap;
-    HeapHolder() = default;
+    HeapHolder() noexcept { heap.id = heap_ids.fetch_add(1, std::memory_order_relaxed) + 1; }
     HeapHolder(const HeapHolder&) = delete;
     HeapHolder& operator=(const HeapHolder&) = delete;
     ~HeapHolder() {
@@ -388,7 +400,7 @@ void deallocate(void* block) noexcept {
     Segment* s = segment_of(block);
     auto* b = static_cast<FreeBlock*>(block);
     Heap* h = tl_heap;
-    if (h && s->owner.load(std::memory_order_relaxed) == h) {
+    if (h && s->owner.load(std::memory_order_relaxed) == h->id) {
         b->next = s->free;
         s->free = b;
         SizeClass& sc = h->classes[s->cls];

@@ -34,6 +34,12 @@ inline constexpr std::size_t max_block = 1024;
 /// process-wide list; the next thread that needs a segment of that size adopts one (until
 /// then an abandoned segment stays mapped, also once its blocks were freed).
 ///
+/// fork(): the child's thread (the one that forked) keeps its pool, and adopts abandoned
+/// segments as any thread does. The segments of the parent's other running threads, which
+/// the child does not have, are nobody's there: their blocks may still be freed (they stay
+/// allocated: the child leaks those segments), and no thread of the child ever takes them
+/// over, not even one that happens to get such a thread's TLS.
+///
 /// Off when the library is built with AddressSanitizer (so that it sees every frame's
 /// lifetime), where the OS offers no mmap, and when the environment variable
 /// ASYNC_IO_FRAME_POOL is `0` at start-up (for valgrind users, say).
