@@ -312,11 +312,22 @@ void* allocate_slow(Heap& h, std::size_t c) {
     // segment runs dry would cost that many misses per block. So a walk comes only after 64
     // allocations per segment owned since the last one; before that a fresh segment serves
     // (bounded waste: whatever was freed remotely is harvested by the next walk).
+    //
+    // A segment that the walk finds with all its blocks free (other threads freed the last of
+    // them) goes back as a locally emptied one does, unless it is the only one with free blocks:
+    // after a burst of frames freed elsewhere, the owner keeps one such segment (and a spare),
+    // not all of them.
     if (sc.owned <= 4 || sc.taken - sc.taken_at_walk >= 64 * sc.owned) {
         sc.taken_at_walk = sc.taken;
-        for (Segment* s = sc.all; s; s = s->next)
-            if (s != sc.current && s->remote.load(std::memory_order_relaxed) && collect(s) && !s->in_partial)
+        for (Segment *s = sc.all, *next; s; s = next) {
+            next = s->next;  // before retire() unlinks s
+            if (s == sc.current || !s->remote.load(std::memory_order_relaxed) || !collect(s)) continue;
+            if (s->used == 0 && sc.partial && (sc.partial != s || s->partial_next)) {
+                retire(h, s);
+            } else if (!s->in_partial) {
                 link_partial(sc, s);
+            }
+        }
         if (Segment* s = sc.partial) {
             unlink_partial(sc, s);
             sc.current = s;

@@ -143,6 +143,29 @@ TEST_CASE("blocks freed on another thread come back to their owner", "[frame_poo
     CHECK(pool::stats().abandoned == before.abandoned);
 }
 
+TEST_CASE("segments that other threads emptied go back to the system when their owner next runs short", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    constexpr std::size_t size = 112;
+    const pool::Stats before = pool::stats();
+    std::vector<void*> blocks(blocks_for(8, size));
+    for (auto& b : blocks) b = pool::allocate(size);
+    const std::size_t mapped = pool::stats().segments - before.segments;
+    REQUIRE(mapped >= 7);
+    std::thread([&] {
+        for (void* b : blocks) pool::deallocate(b);
+    }).join();
+    // On the segments' remote lists: only the owner returns a segment.
+    CHECK(pool::stats().segments - before.segments == mapped);
+    // Two segments' worth more: the current segment runs dry twice, the second time the owner
+    // walks its segments, finds the others empty, keeps one and gives back the rest (one as
+    // the spare).
+    std::vector<void*> more(blocks_for(2, size));
+    for (auto& b : more) b = pool::allocate(size);
+    CHECK(pool::stats().segments - before.segments <= 4);
+    for (void* b : more) pool::deallocate(b);
+    CHECK(pool::stats().abandoned == before.abandoned);
+}
+
 TEST_CASE("a thread that exits with blocks out abandons its segments, and another adopts them", "[frame_pool]") {
     if (!pool::enabled()) return;
     constexpr std::size_t size = 320;

@@ -29,7 +29,11 @@ inline constexpr std::size_t max_block = 1024;
 /// over when it runs short. A segment whose blocks are all free is returned to the system,
 /// except a thread's current segment of each size and one spare per thread, so that a burst
 /// does not map and unmap repeatedly: what a thread keeps after its frames are gone is at most
-/// 2 MiB (the pages it touched) per block size it used, plus 2 MiB. When a thread exits, its
+/// 2 MiB (the pages it touched) per block size it used, plus 2 MiB. Segments that other
+/// threads emptied are seen as empty only when the owner next runs short of blocks of that
+/// size (then it keeps one of them): a thread that made many frames which other threads freed,
+/// and then stops making frames of that size, keeps their memory until it makes more or
+/// exits. When a thread exits, its
 /// empty segments are unmapped and those that still hold blocks are abandoned to a
 /// process-wide list; the next thread that needs a segment of that size adopts one (until
 /// then an abandoned segment stays mapped, also once its blocks were freed).
