@@ -24,7 +24,9 @@
 // A thread that exits hands its segments that still have blocks out to the process-wide
 // abandoned list (under a mutex, which orders its last writes before the adopter's reads); a
 // thread that needs a new segment of that size adopts one first, takes over its free list, and
-// collects its remote stack.
+// collects its remote stack. A thread that needs a new segment and finds none of its size
+// takes back, before it maps one, the abandoned segments of any size that have been emptied
+// since (their remote stacks hold all their blocks out).
 #include <async_io/detail/frame_pool.hpp>
 
 #include <atomic>
@@ -32,6 +34,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <utility>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
@@ -261,7 +264,34 @@ void retire(Heap& h, Segment* s) noexcept {
     }
 }
 
-/// A segment of class `c` for `h` with a block to take: adopted, the spare, or a new one.
+/// Takes off the abandoned lists every segment whose blocks have all been freed since its
+/// thread exited, linked through `next`. Under the mutex the listed segments are nobody's, so
+/// their owner-only fields are ours to read and write (other threads only push onto their
+/// remote stacks).
+Segment* take_emptied_abandoned(Global& g) noexcept {
+    if (g.abandoned_count.load(std::memory_order_relaxed) == 0) return nullptr;
+    Segment* emptied = nullptr;
+    std::lock_guard lock(g.mu);
+    for (std::size_t k = 1; k < class_count; ++k) {
+        for (Segment** link = &g.abandoned[k]; Segment* s = *link;) {
+            collect(s);
+            if (s->used != 0) {
+                link = &s->next;
+                continue;
+            }
+            *link = s->next;
+            g.abandoned_count.fetch_sub(1, std::memory_order_relaxed);
+            s->next = emptied;
+            emptied = s;
+        }
+    }
+    return emptied;
+}
+
+/// A segment of class `c` for `h` with a block to take: adopted, the spare, an abandoned one
+/// that is empty now (of any size), or a new one. Abandoned segments are otherwise only looked
+/// at by threads that need their size: this is where the emptied ones of other sizes go back
+/// (one becomes the spare, the rest are unmapped), before a fresh segment is mapped.
 Segment* new_segment(Heap& h, std::size_t c) {
     SizeClass& sc = h.classes[c];
     Global& g = global();
@@ -279,10 +309,15 @@ Segment* new_segment(Heap& h, std::size_t c) {
         if (collect(s) || can_take(s)) return s;
         // every block of it is still out: keep it (its frees will come to us), look further
     }
-    Segment* s = h.spare;
-    if (s) {
-        h.spare = nullptr;
-    } else {
+    Segment* emptied = take_emptied_abandoned(g);
+    Segment* s = std::exchange(h.spare, nullptr);
+    if (!s && emptied) s = std::exchange(emptied, emptied->next);
+    if (emptied) {
+        h.spare = std::exchange(emptied, emptied->next);
+        h.spare->owner.store(0, std::memory_order_relaxed);  // as retire() leaves a spare
+    }
+    while (emptied) unmap_segment(std::exchange(emptied, emptied->next));
+    if (!s) {
         void* base = map_segment();
         g.segments.fetch_add(1, std::memory_order_relaxed);
         // Before the header is written: the first touch then faults in the whole huge page.
@@ -433,6 +468,12 @@ Stats stats() noexcept {
     Global& g = global();
     return Stats{g.segments.load(std::memory_order_relaxed), g.abandoned_count.load(std::memory_order_relaxed),
                  g.huge.load(std::memory_order_relaxed)};
+}
+
+void trim() noexcept {
+    if (!pool_on) return;
+    Segment* emptied = take_emptied_abandoned(global());
+    while (emptied) unmap_segment(std::exchange(emptied, emptied->next));
 }
 
 bool enabled() noexcept { return pool_on; }

@@ -50,6 +50,14 @@ bool stamped(const void* b, std::size_t size, std::uint64_t tag) {
     return true;
 }
 
+/// The pool's counts at the start of a case, after the abandoned segments that earlier cases
+/// emptied (in a run of the whole binary in one process) are gone: otherwise a case whose
+/// thread needs a new segment would take them back and see fewer than it started with.
+pool::Stats baseline() {
+    pool::trim();
+    return pool::stats();
+}
+
 bool thp_available() {
     std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
     std::string s;
@@ -86,7 +94,7 @@ TEST_CASE("freed blocks are reused, and segments whose blocks are all free are u
     if (!pool::enabled()) return;
     constexpr std::size_t size = 208;
     const std::size_t n = blocks_for(5, size);  // about five segments
-    const std::size_t before = pool::stats().segments;
+    const std::size_t before = baseline().segments;
     std::vector<void*> blocks(n);
     for (auto& b : blocks) b = pool::allocate(size);
     const std::size_t at_peak = pool::stats().segments;
@@ -108,7 +116,7 @@ TEST_CASE("freed blocks are reused, and segments whose blocks are all free are u
 TEST_CASE("the third and later segments of one size are hinted as huge pages", "[frame_pool]") {
     if (!pool::enabled()) return;
     constexpr std::size_t size = 64;
-    const pool::Stats before = pool::stats();
+    const pool::Stats before = baseline();
     std::vector<void*> blocks(blocks_for(4, size));
     for (auto& b : blocks) b = pool::allocate(size);
     const pool::Stats s = pool::stats();
@@ -124,7 +132,7 @@ TEST_CASE("blocks freed on another thread come back to their owner", "[frame_poo
     if (!pool::enabled()) return;
     constexpr std::size_t size = 96;
     const std::size_t n = blocks_for(6, size);  // seven segments: more than the walk's free four
-    const pool::Stats before = pool::stats();
+    const pool::Stats before = baseline();
     std::vector<void*> blocks(n);
     for (int round = 0; round < 4; ++round) {
         for (std::size_t i = 0; i < n; ++i) {
@@ -146,7 +154,7 @@ TEST_CASE("blocks freed on another thread come back to their owner", "[frame_poo
 TEST_CASE("segments that other threads emptied go back to the system when their owner next runs short", "[frame_pool]") {
     if (!pool::enabled()) return;
     constexpr std::size_t size = 112;
-    const pool::Stats before = pool::stats();
+    const pool::Stats before = baseline();
     std::vector<void*> blocks(blocks_for(8, size));
     for (auto& b : blocks) b = pool::allocate(size);
     const std::size_t mapped = pool::stats().segments - before.segments;
@@ -170,7 +178,7 @@ TEST_CASE("a thread that exits with blocks out abandons its segments, and anothe
     if (!pool::enabled()) return;
     constexpr std::size_t size = 320;
     const std::size_t n = blocks_for(2, size);
-    const pool::Stats before = pool::stats();
+    const pool::Stats before = baseline();
     std::vector<void*> blocks(n);
     std::thread([&] {
         for (std::size_t i = 0; i < n; ++i) {
@@ -194,6 +202,50 @@ TEST_CASE("a thread that exits with blocks out abandons its segments, and anothe
     for (void* b : blocks) pool::deallocate(b);
 }
 
+TEST_CASE("abandoned segments emptied since go back when a thread needs a segment of any size", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    constexpr std::size_t size = 272;  // a size no other case uses
+    const pool::Stats before = baseline();
+    std::vector<void*> blocks(blocks_for(3, size));
+    std::thread([&] {
+        for (auto& b : blocks) b = pool::allocate(size);
+    }).join();
+    const pool::Stats left = pool::stats();
+    REQUIRE(left.abandoned - before.abandoned >= 3);
+    for (void* b : blocks) pool::deallocate(b);  // onto the abandoned segments' remote stacks
+    CHECK(pool::stats().abandoned == left.abandoned);
+    // A fresh thread's first block, of another size: it takes one of the emptied segments for
+    // it and one as its spare, and unmaps the others, instead of mapping a segment.
+    std::thread([&] {
+        void* b = pool::allocate(48);
+        CHECK(pool::stats().abandoned <= before.abandoned);
+        CHECK(pool::stats().segments <= before.segments + 2);
+        pool::deallocate(b);
+    }).join();
+    CHECK(pool::stats().segments <= before.segments);
+}
+
+TEST_CASE("trim() unmaps the abandoned segments emptied since, and only those", "[frame_pool]") {
+    if (!pool::enabled()) return;
+    constexpr std::size_t size = 288;
+    const pool::Stats before = baseline();
+    std::vector<void*> blocks(blocks_for(2, size));
+    std::thread([&] {
+        for (auto& b : blocks) b = pool::allocate(size);
+    }).join();
+    const pool::Stats left = pool::stats();
+    REQUIRE(left.abandoned - before.abandoned >= 2);
+    // Free all but the last block: its segment keeps a block out, the others are emptied.
+    for (std::size_t i = 0; i + 1 < blocks.size(); ++i) pool::deallocate(blocks[i]);
+    pool::trim();
+    CHECK(pool::stats().abandoned == before.abandoned + 1);
+    CHECK(pool::stats().segments == before.segments + 1);
+    pool::deallocate(blocks.back());
+    pool::trim();
+    CHECK(pool::stats().abandoned == before.abandoned);
+    CHECK(pool::stats().segments == before.segments);
+}
+
 namespace {
 // Destroyed at its thread's exit after the pool's own thread state (constructed before it), so
 // its block is freed by a thread whose pool is gone.
@@ -207,7 +259,7 @@ struct FreesAtExit {
 
 TEST_CASE("a block freed during its thread's exit, after the pool's thread state is gone", "[frame_pool]") {
     if (!pool::enabled()) return;
-    const pool::Stats before = pool::stats();
+    const pool::Stats before = baseline();
     std::thread([] {
         static thread_local FreesAtExit keeper;  // constructed first: destroyed last
         keeper.block = pool::allocate(128);
@@ -286,7 +338,7 @@ TEST_CASE("threads freeing each other's blocks at random keep every block intact
 TEST_CASE("spawned tasks' frames live in the pool on several threads and all come back", "[frame_pool]") {
     // Frames are made on the spawning thread and freed wherever the last reference goes (an
     // executor thread, or here when the JoinHandle is awaited).
-    const pool::Stats before = pool::stats();
+    const pool::Stats before = baseline();
     async_io::Executor ex;
     std::atomic<bool> stop{false};
     std::vector<std::thread> runners;
@@ -322,7 +374,7 @@ TEST_CASE("the child of fork() takes blocks from the pool, adopting segments the
     if (!pool::enabled()) return;
     // Abandoned segments with blocks out, as exited threads leave them.
     constexpr std::size_t size = 576;
-    const pool::Stats before = pool::stats();
+    const pool::Stats before = baseline();
     std::vector<void*> blocks(blocks_for(1, size) + 1);
     std::thread([&] {
         for (auto& b : blocks) b = pool::allocate(size);

@@ -33,10 +33,11 @@ inline constexpr std::size_t max_block = 1024;
 /// threads emptied are seen as empty only when the owner next runs short of blocks of that
 /// size (then it keeps one of them): a thread that made many frames which other threads freed,
 /// and then stops making frames of that size, keeps their memory until it makes more or
-/// exits. When a thread exits, its
-/// empty segments are unmapped and those that still hold blocks are abandoned to a
-/// process-wide list; the next thread that needs a segment of that size adopts one (until
-/// then an abandoned segment stays mapped, also once its blocks were freed).
+/// exits. When a thread exits, its empty segments are unmapped and those that still hold
+/// blocks are abandoned to a process-wide list; the next thread that needs a segment of that
+/// size adopts one. An abandoned segment whose blocks have all been freed since stays mapped
+/// until some thread needs a new segment of any size: that thread reuses one such segment,
+/// keeps one as its spare and unmaps the others.
 ///
 /// fork(): the child's thread (the one that forked) keeps its pool, and adopts abandoned
 /// segments as any thread does. The segments of the parent's other running threads, which
@@ -60,6 +61,11 @@ struct Stats {
     std::size_t huge = 0;       ///< of which hinted as huge pages
 };
 ASYNC_IO_API Stats stats() noexcept;
+
+/// Unmaps the abandoned segments whose blocks have all been freed since their threads exited
+/// (what a thread that needs a new segment does first). For tests, and for a program that
+/// wants that memory back at once after its threads are gone.
+ASYNC_IO_API void trim() noexcept;
 
 /// Whether the pool serves blocks in this process (see allocate).
 ASYNC_IO_API bool enabled() noexcept;
