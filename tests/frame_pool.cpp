@@ -58,6 +58,16 @@ pool::Stats baseline() {
     return pool::stats();
 }
 
+/// `n` blocks of `size` bytes allocated by a thread that has exited since: its segments are
+/// abandoned with the blocks out.
+std::vector<void*> blocks_of_exited_thread(std::size_t n, std::size_t size) {
+    std::vector<void*> blocks(n);
+    std::thread([&] {
+        for (auto& b : blocks) b = pool::allocate(size);
+    }).join();
+    return blocks;
+}
+
 bool thp_available() {
     std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
     std::string s;
@@ -206,10 +216,7 @@ TEST_CASE("abandoned segments emptied since go back when a thread needs a segmen
     if (!pool::enabled()) return;
     constexpr std::size_t size = 272;  // a size no other case uses
     const pool::Stats before = baseline();
-    std::vector<void*> blocks(blocks_for(3, size));
-    std::thread([&] {
-        for (auto& b : blocks) b = pool::allocate(size);
-    }).join();
+    const std::vector<void*> blocks = blocks_of_exited_thread(blocks_for(3, size), size);
     const pool::Stats left = pool::stats();
     REQUIRE(left.abandoned - before.abandoned >= 3);
     for (void* b : blocks) pool::deallocate(b);  // onto the abandoned segments' remote stacks
@@ -229,10 +236,7 @@ TEST_CASE("trim() unmaps the abandoned segments emptied since, and only those", 
     if (!pool::enabled()) return;
     constexpr std::size_t size = 288;
     const pool::Stats before = baseline();
-    std::vector<void*> blocks(blocks_for(2, size));
-    std::thread([&] {
-        for (auto& b : blocks) b = pool::allocate(size);
-    }).join();
+    const std::vector<void*> blocks = blocks_of_exited_thread(blocks_for(2, size), size);
     const pool::Stats left = pool::stats();
     REQUIRE(left.abandoned - before.abandoned >= 2);
     // Free all but the last block: its segment keeps a block out, the others are emptied.

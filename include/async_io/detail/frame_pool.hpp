@@ -36,8 +36,8 @@ inline constexpr std::size_t max_block = 1024;
 /// exits. When a thread exits, its empty segments are unmapped and those that still hold
 /// blocks are abandoned to a process-wide list; the next thread that needs a segment of that
 /// size adopts one. An abandoned segment whose blocks have all been freed since stays mapped
-/// until some thread needs a new segment of any size: that thread reuses one such segment,
-/// keeps one as its spare and unmaps the others.
+/// until some thread needs a new segment of any size (that thread reuses one such segment,
+/// keeps one as its spare and unmaps the others) or trim() is called.
 ///
 /// fork(): the child's thread (the one that forked) keeps its pool, and adopts abandoned
 /// segments as any thread does. The segments of the parent's other running threads, which
