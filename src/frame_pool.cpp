@@ -264,6 +264,11 @@ void retire(Heap& h, Segment* s) noexcept {
     }
 }
 
+/// Unmaps the segments of a list linked through `next`.
+void unmap_all(Segment* list) noexcept {
+    while (list) unmap_segment(std::exchange(list, list->next));
+}
+
 /// Takes off the abandoned lists every segment whose blocks have all been freed since its
 /// thread exited, linked through `next`. Under the mutex the listed segments are nobody's, so
 /// their owner-only fields are ours to read and write (other threads only push onto their
@@ -312,11 +317,8 @@ Segment* new_segment(Heap& h, std::size_t c) {
     Segment* emptied = take_emptied_abandoned(g);
     Segment* s = std::exchange(h.spare, nullptr);
     if (!s && emptied) s = std::exchange(emptied, emptied->next);
-    if (emptied) {
-        h.spare = std::exchange(emptied, emptied->next);
-        h.spare->owner.store(0, std::memory_order_relaxed);  // as retire() leaves a spare
-    }
-    while (emptied) unmap_segment(std::exchange(emptied, emptied->next));
+    if (emptied) h.spare = std::exchange(emptied, emptied->next);  // abandoned: owner is 0 already
+    unmap_all(emptied);
     if (!s) {
         void* base = map_segment();
         g.segments.fetch_add(1, std::memory_order_relaxed);
@@ -472,8 +474,7 @@ Stats stats() noexcept {
 
 void trim() noexcept {
     if (!pool_on) return;
-    Segment* emptied = take_emptied_abandoned(global());
-    while (emptied) unmap_segment(std::exchange(emptied, emptied->next));
+    unmap_all(take_emptied_abandoned(global()));
 }
 
 bool enabled() noexcept { return pool_on; }

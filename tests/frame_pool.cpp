@@ -35,6 +35,9 @@ namespace {
 
 constexpr std::size_t segment_bytes = std::size_t{2} << 20;
 
+/// The address of the segment that holds block `b`.
+std::uintptr_t segment_of(const void* b) { return reinterpret_cast<std::uintptr_t>(b) & ~(segment_bytes - 1); }
+
 /// Blocks of `size` bytes that fill about `segments` segments.
 std::size_t blocks_for(std::size_t segments, std::size_t size) { return segments * segment_bytes / size; }
 
@@ -379,10 +382,7 @@ TEST_CASE("the child of fork() takes blocks from the pool, adopting segments the
     // Abandoned segments with blocks out, as exited threads leave them.
     constexpr std::size_t size = 576;
     const pool::Stats before = baseline();
-    std::vector<void*> blocks(blocks_for(1, size) + 1);
-    std::thread([&] {
-        for (auto& b : blocks) b = pool::allocate(size);
-    }).join();
+    const std::vector<void*> blocks = blocks_of_exited_thread(blocks_for(1, size) + 1, size);
     for (std::size_t i = 0; i < blocks.size(); i += 2) pool::deallocate(blocks[i]);
     const pid_t pid = ::fork();
     REQUIRE(pid >= 0);
@@ -405,6 +405,7 @@ TEST_CASE("the child of fork() takes blocks from the pool, adopting segments the
     CHECK(WEXITSTATUS(status) == 0);
     for (std::size_t i = 1; i < blocks.size(); i += 2) pool::deallocate(blocks[i]);
 }
+
 #if defined(__SANITIZE_THREAD__)
 #define FRAME_POOL_TEST_TSAN 1
 #elif defined(__has_feature)
@@ -426,9 +427,10 @@ TEST_CASE("after fork(), a child's thread that gets a vanished thread's TLS does
     // A parent thread, alive at fork(), holds blocks of two segments; the child has no such
     // thread. glibc gives the child's first new thread that thread's stack, and with it its
     // static TLS: the same address for its pool state. The child's thread allocates (so that
-    // its pool state exists), frees the vanished thread's blocks, and then allocates more: its blocks must come from segments of its own, and
-    // it must exit cleanly (abandoning only what it owns). Owners named by address broke this:
-    // the frees went down the owner's path into lists of another heap.
+    // its pool state exists), frees the vanished thread's blocks, and then allocates more: its
+    // blocks must come from segments of its own, and it must exit cleanly (abandoning only
+    // what it owns). Owners named by address broke this: the frees went down the owner's path
+    // into lists of another heap.
     constexpr std::size_t size = 400;
     std::vector<void*> theirs(blocks_for(2, size));
     std::mutex mu;
@@ -456,7 +458,7 @@ TEST_CASE("after fork(), a child's thread that gets a vanished thread's TLS does
             const bool same_tls = &tls_marker == their_tls;
             std::vector<std::uintptr_t> their_segments;
             for (void* b : theirs) {
-                const auto seg = reinterpret_cast<std::uintptr_t>(b) & ~(segment_bytes - 1);
+                const std::uintptr_t seg = segment_of(b);
                 if (their_segments.empty() || their_segments.back() != seg) their_segments.push_back(seg);
             }
             void* first = pool::allocate(size);  // this thread's pool state now exists
@@ -464,11 +466,9 @@ TEST_CASE("after fork(), a child's thread that gets a vanished thread's TLS does
             std::vector<void*> mine(blocks_for(3, size));
             for (int round = 0; round < 3; ++round) {
                 for (auto& b : mine) b = pool::allocate(size);
-                for (void* b : mine) {
-                    const auto seg = reinterpret_cast<std::uintptr_t>(b) & ~(segment_bytes - 1);
+                for (void* b : mine)
                     for (auto t : their_segments)
-                        if (seg == t) result = 1;
-                }
+                        if (segment_of(b) == t) result = 1;
                 for (void* b : mine) pool::deallocate(b);
             }
             pool::deallocate(first);
