@@ -277,18 +277,21 @@ ExecutorState::~ExecutorState() {
         }
     }
     lock_.lock();
-    std::vector<Spawned*> ring = std::move(ring_);
+    const std::unique_ptr<Spawned*[]> ring = std::move(ring_);
+    const std::size_t mask = std::exchange(ring_size_, 0) - 1;
     const std::size_t head = ring_head_, tail = ring_tail_;
     ring_head_ = ring_tail_ = 0;
     lock_.unlock();
-    for (std::size_t i = head; i != tail; ++i) ring[i & (ring.size() - 1)]->release();
+    for (std::size_t i = head; i != tail; ++i) ring[i & mask]->release();
 }
 
 void ExecutorState::grow_ring_locked() {
-    std::vector<Spawned*> bigger(ring_.empty() ? 64 : 2 * ring_.size());
+    const std::size_t size = ring_size_ == 0 ? 64 : 2 * ring_size_;
+    std::unique_ptr<Spawned*[]> bigger(new Spawned*[size]);  // default-initialised: not zeroed
     std::size_t n = 0;
-    for (std::size_t i = ring_head_; i != ring_tail_; ++i) bigger[n++] = ring_[i & (ring_.size() - 1)];
+    for (std::size_t i = ring_head_; i != ring_tail_; ++i) bigger[n++] = ring_[i & (ring_size_ - 1)];
     ring_ = std::move(bigger);
+    ring_size_ = size;
     ring_head_ = 0;
     ring_tail_ = n;
 }
@@ -302,7 +305,7 @@ void ExecutorState::drop_queue_refs(std::size_t n) noexcept {
 Spawned* ExecutorState::spawn(std::coroutine_handle<> frame) {
     lock_.lock();
     // Room in the ring for this task too (see ring_): before anything else, as it may throw.
-    if (queue_refs_ >= ring_.size()) {
+    if (queue_refs_ >= ring_size_) {
         try {
             grow_ring_locked();
         } catch (...) {
@@ -358,8 +361,8 @@ bool ExecutorState::take_live(Spawned& t) noexcept {
 }
 
 void ExecutorState::enqueue_locked(Spawned& t) noexcept {
-    assert(ring_tail_ - ring_head_ < ring_.size() && "the ring has room for every task holding a queue reference");
-    ring_[ring_tail_++ & (ring_.size() - 1)] = &t;
+    assert(ring_tail_ - ring_head_ < ring_size_ && "the ring has room for every task holding a queue reference");
+    ring_[ring_tail_++ & (ring_size_ - 1)] = &t;
     if (WaitNode* n = sleepers_.pop_front()) n->task->wake(*n);
 }
 
@@ -404,7 +407,7 @@ std::size_t ExecutorState::run_tasks(std::size_t max, bool& drained) {
         dropped = 0;
         const std::size_t queued = ring_tail_ - ring_head_;
         const std::size_t n = queued < want ? queued : want;
-        const std::size_t mask = ring_.size() - 1;
+        const std::size_t mask = ring_size_ - 1;
         for (std::size_t k = 0; k < n; ++k) batch[k] = ring_[(ring_head_ + k) & mask];
         ring_head_ += n;
         Spawned* const next = queued > n ? ring_[ring_head_ & mask] : nullptr;
@@ -449,7 +452,7 @@ std::size_t ExecutorState::run_tasks(std::size_t max, bool& drained) {
             // not run yet: back to the front of the queue, in order.
             lock_.lock();
             queue_refs_ -= dropped;
-            const std::size_t m = ring_.size() - 1;
+            const std::size_t m = ring_size_ - 1;
             for (std::size_t k = n; k-- > i + 1;) ring_[--ring_head_ & m] = batch[k];
             lock_.unlock();
             throw;

@@ -197,7 +197,10 @@ private:
     // memory (it prefetches them: woken timer tasks sit in frames scattered over memory). It
     // never fills up: a task is queued at most once at a time, and only while it holds the
     // queue's reference, and spawn grows the ring to hold every task that does (queue_refs_).
-    std::vector<Spawned*> ring_;   // a power of two long (or empty)
+    // Its storage is not value-initialised: growing it to hold a million spawned tasks would
+    // otherwise write every slot twice (zeroes, then the copy).
+    std::unique_ptr<Spawned*[]> ring_;
+    std::size_t ring_size_ = 0;    // a power of two (or 0: no storage yet)
     std::size_t ring_head_ = 0;    // pops at ring_[ring_head_ & mask]; both only grow
     std::size_t ring_tail_ = 0;
     std::size_t queue_refs_ = 0;   // tasks holding the queue's reference (an upper bound)
