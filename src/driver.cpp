@@ -276,7 +276,7 @@ bool TaskCore::run(unsigned budget) {
         }
         n->state = NodeState::idle;
         lock_.unlock();
-        n->on_ready(n);
+        n->ready();
         if (take_yield_request()) break;
     }
     lock_.lock();

@@ -209,7 +209,7 @@ Spawned::StepEnd Spawned::run_step(unsigned budget) {
         if (first) {
             frame().resume();
         } else if (n) {
-            n->on_ready(n);
+            n->ready();
         }
         if (first || n) {
             ++resumed;
@@ -219,7 +219,7 @@ Spawned::StepEnd Spawned::run_step(unsigned budget) {
         while (!yielded && resumed < budget && (n = ready_.pop_front())) {
             n->state = NodeState::idle;
             lock_.unlock();
-            n->on_ready(n);
+            n->ready();
             ++resumed;
             yielded = take_yield_request();
             lock_.lock();

@@ -42,31 +42,14 @@ ASYNC_IO_API std::ptrdiff_t sys_recv_inq(native_handle_type fd, std::span<std::b
 ///   operation waits for the next event without a syscall.
 /// - The retry after a wake runs on the task's own thread (in `on_ready`), not on the reactor's.
 /// - Destroying the awaiting coroutine unlinks it from the source at once.
-/// The wait node of an IoAwaiter, with the awaiter's small fields in the node's tail padding (48
-/// bytes in all). The awaiter derives from it, so that `on_ready` gets from the node to the
-/// awaiter by a plain downcast.
-struct IoNode : WaitNode {
-    Direction d;
-    bool linked = false;
-    std::uint32_t seen = 0;
-    explicit IoNode(Direction dir) noexcept : d(dir) {}
-};
-#if !defined(_MSC_VER)  // the Itanium C++ ABI reuses a non-POD base's tail padding; MSVC does not
-static_assert(sizeof(IoNode) == sizeof(WaitNode), "IoNode's fields should fit in WaitNode's tail padding");
-#endif
-
 template <class Op>
 class IoAwaiter : private IoNode {
 public:
     IoAwaiter(Source* s, Direction d, Op op) noexcept(std::is_nothrow_move_constructible_v<Op>)
-        : IoNode(d), s_(s), op_(std::move(op)) {
-        on_ready = &on_ready_fn;
-    }
+        : IoNode(d, &on_ready_fn), s_(s), op_(std::move(op)) {}
     /// Movable until awaited (so that race/when_all/timeout can hold it).
     IoAwaiter(IoAwaiter&& o) noexcept(std::is_nothrow_move_constructible_v<Op>)
-        : IoNode(o.d), s_(o.s_), op_(std::move(o.op_)) {
-        on_ready = &on_ready_fn;
-    }
+        : IoNode(o.d, &on_ready_fn), s_(o.s_), op_(std::move(o.op_)) {}
     IoAwaiter& operator=(IoAwaiter&&) = delete;
     ~IoAwaiter() {
         if (linked) source_unlink(*s_, d, node());

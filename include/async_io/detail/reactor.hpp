@@ -13,8 +13,6 @@
 
 namespace async_io::detail {
 
-enum class Direction : std::uint8_t { read = 0, write = 1 };
-
 /// Bits of Source::state.
 inline constexpr std::uint32_t state_ready = 1u;
 inline constexpr std::uint32_t state_closed = 2u;
@@ -82,7 +80,7 @@ ASYNC_IO_API void source_unlink(Source& s, Direction d, WaitNode& n) noexcept;
 /// A pending timer: lives in the awaiting frame. While armed, `slot` names the reactor's slot
 /// that points at it (guarded by the reactor's timer lock); `no_slot` otherwise. A WaitNode by
 /// inheritance rather than by member, so that `slot` and the awaiter's `armed` flag fill the
-/// node's tail padding (48 bytes in all, where a member node made it 56).
+/// node's tail padding (40 bytes in all, where a member node made it 48).
 struct TimerEntry : WaitNode {
     static constexpr std::uint32_t no_slot = UINT32_MAX;
     bool armed = false;  ///< owned by the awaiter (Timer::Awaiter): the reactor may hold it

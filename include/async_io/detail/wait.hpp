@@ -15,7 +15,7 @@
 //    is valid because the node was still linked, so its frame, and so the task, was alive.
 //    Lock order: wait-list lock -> task lock -> runner's own lock.
 //  - Resuming (only on the thread that runs the task): the runner pops ready nodes one at a time
-//    and calls `node->on_ready`, which usually resumes the node's coroutine. The reactor never
+//    and calls `node->ready()`, which usually resumes the node's coroutine. The reactor never
 //    resumes user code itself.
 //  - Cancelling (destroying an awaiter; only the thread running the task, or a thread that owns an
 //    idle task, destroys frames): take the wait list's lock; if the node is still linked there,
@@ -64,17 +64,50 @@ struct WaitNode;
 /// the thread running its task while it is in no list).
 enum class NodeState : std::uint8_t { idle, waiting, ready };
 
+/// The direction of an I/O wait (IoNode, and the reactor's sources).
+enum class Direction : std::uint8_t { read = 0, write = 1 };
+
 /// The part of an awaiter that a wait list links. See the protocol at the top of this file.
+/// 40 bytes; a derived node may keep six bytes of its own in the tail padding (TimerEntry,
+/// IoNode).
 struct WaitNode {
     WaitNode* prev = nullptr;
     WaitNode* next = nullptr;
     TaskCore* task = nullptr;              ///< the task the awaiting coroutine belongs to
-    std::coroutine_handle<> handle;        ///< the coroutine to resume (by the default on_ready)
-    void (*on_ready)(WaitNode*) = &resume_handle;  ///< run by the task's runner, on its thread
+    std::coroutine_handle<> handle;        ///< the coroutine to resume
     NodeState state = NodeState::idle;
+    /// An IoNode: its runner calls the node's `on_ready` rather than resuming `handle`. (A flag
+    /// rather than a function pointer in every node: a timer's node, in every sleeping frame,
+    /// stays 8 bytes smaller.)
+    bool io = false;
 
-    static void resume_handle(WaitNode* n) { n->handle.resume(); }
+    /// What the task's runner does, on its thread, with a node it took from the ready list.
+    inline void ready();
 };
+
+/// The wait node of an I/O awaiter (io_awaiter.hpp), which retries its operation in `on_ready`
+/// before it resumes the coroutine (or waits again). Its small fields sit in WaitNode's tail
+/// padding: 48 bytes in all. The awaiter derives from it, so that `on_ready` gets from the
+/// node to the awaiter by a plain downcast.
+struct IoNode : WaitNode {
+    Direction d;
+    bool linked = false;     ///< linked in its source's wait list (see IoAwaiter)
+    std::uint32_t seen = 0;  ///< the readiness word the last attempt saw
+    void (*on_ready)(WaitNode*);
+    IoNode(Direction dir, void (*f)(WaitNode*)) noexcept : d(dir), on_ready(f) { io = true; }
+};
+#if !defined(_MSC_VER)  // the Itanium C++ ABI reuses a non-POD base's tail padding; MSVC does not
+static_assert(sizeof(WaitNode) == 40 || sizeof(void*) != 8);
+static_assert(sizeof(IoNode) == sizeof(WaitNode) + sizeof(void*), "IoNode's small fields should fit in WaitNode's tail padding");
+#endif
+
+inline void WaitNode::ready() {
+    if (io) {
+        static_cast<IoNode*>(this)->on_ready(this);
+    } else {
+        handle.resume();
+    }
+}
 
 /// An intrusive FIFO of wait nodes; O(1) push, pop and erase. Not synchronised: its owner's lock
 /// guards it.
