@@ -61,13 +61,18 @@ pool::Stats baseline() {
     return pool::stats();
 }
 
+/// `n` blocks of `size` bytes from this thread's pool, in allocation order.
+std::vector<void*> allocate_blocks(std::size_t n, std::size_t size) {
+    std::vector<void*> blocks(n);
+    for (auto& b : blocks) b = pool::allocate(size);
+    return blocks;
+}
+
 /// `n` blocks of `size` bytes allocated by a thread that has exited since: its segments are
 /// abandoned with the blocks out.
 std::vector<void*> blocks_of_exited_thread(std::size_t n, std::size_t size) {
-    std::vector<void*> blocks(n);
-    std::thread([&] {
-        for (auto& b : blocks) b = pool::allocate(size);
-    }).join();
+    std::vector<void*> blocks;
+    std::thread([&] { blocks = allocate_blocks(n, size); }).join();
     return blocks;
 }
 
@@ -108,8 +113,7 @@ TEST_CASE("freed blocks are reused, and segments whose blocks are all free are u
     constexpr std::size_t size = 208;
     const std::size_t n = blocks_for(5, size);  // about five segments
     const std::size_t before = baseline().segments;
-    std::vector<void*> blocks(n);
-    for (auto& b : blocks) b = pool::allocate(size);
+    std::vector<void*> blocks = allocate_blocks(n, size);
     const std::size_t at_peak = pool::stats().segments;
     CHECK(at_peak - before >= 5);
     CHECK(at_peak - before <= 7);
@@ -130,8 +134,7 @@ TEST_CASE("the third and later segments of one size are hinted as huge pages", "
     if (!pool::enabled()) return;
     constexpr std::size_t size = 64;
     const pool::Stats before = baseline();
-    std::vector<void*> blocks(blocks_for(4, size));
-    for (auto& b : blocks) b = pool::allocate(size);
+    const std::vector<void*> blocks = allocate_blocks(blocks_for(4, size), size);
     const pool::Stats s = pool::stats();
     // Five segments hold them (a segment's header takes a few blocks' room): the first two stay
     // on small pages.
@@ -168,8 +171,7 @@ TEST_CASE("segments that other threads emptied go back to the system when their 
     if (!pool::enabled()) return;
     constexpr std::size_t size = 112;
     const pool::Stats before = baseline();
-    std::vector<void*> blocks(blocks_for(8, size));
-    for (auto& b : blocks) b = pool::allocate(size);
+    const std::vector<void*> blocks = allocate_blocks(blocks_for(8, size), size);
     const std::size_t mapped = pool::stats().segments - before.segments;
     REQUIRE(mapped >= 7);
     std::thread([&] {
@@ -180,8 +182,7 @@ TEST_CASE("segments that other threads emptied go back to the system when their 
     // Two segments' worth more: the current segment runs dry twice, the second time the owner
     // walks its segments, finds the others empty, keeps one and gives back the rest (one as
     // the spare).
-    std::vector<void*> more(blocks_for(2, size));
-    for (auto& b : more) b = pool::allocate(size);
+    const std::vector<void*> more = allocate_blocks(blocks_for(2, size), size);
     CHECK(pool::stats().segments - before.segments <= 4);
     for (void* b : more) pool::deallocate(b);
     CHECK(pool::stats().abandoned == before.abandoned);
@@ -275,8 +276,7 @@ TEST_CASE("a block freed during its thread's exit, after the pool's thread state
     }).join();
     // The segment was abandoned with the block out; the block then went onto its remote list.
     CHECK(pool::stats().abandoned == before.abandoned + 1);
-    std::vector<void*> blocks(blocks_for(1, 128) + 10);
-    for (auto& b : blocks) b = pool::allocate(128);
+    const std::vector<void*> blocks = allocate_blocks(blocks_for(1, 128) + 10, 128);
     CHECK(pool::stats().abandoned == before.abandoned);
     for (void* b : blocks) pool::deallocate(b);
 }
@@ -389,8 +389,7 @@ TEST_CASE("the child of fork() takes blocks from the pool, adopting segments the
     if (pid == 0) {
         // Child: adopt (the pool's mutex was not left locked by the fork), allocate, free, and
         // run tasks whose frames come from the pool.
-        std::vector<void*> mine(blocks.size());
-        for (auto& b : mine) b = pool::allocate(size);
+        const std::vector<void*> mine = allocate_blocks(blocks.size(), size);
         const bool adopted = pool::stats().abandoned == before.abandoned;
         for (void* b : mine) pool::deallocate(b);
         int sum = 0;
